@@ -43,7 +43,20 @@ class Task:
         for key, value in self.params:
             if key == name:
                 return value
-        raise KeyError(f"task of {self.family} has no parameter {name!r}; it has {self.param_names}")
+        raise KeyError(
+            f"task of {self.family} has no parameter {name!r}; it has {self.param_names}"
+        )
+
+    def scalar(self, name: str) -> float:
+        """A scalar parameter as a float."""
+        value = self[name]
+        if isinstance(value, tuple):
+            raise TypeError(f"{self.family}.{name} is a vector {value}, not a scalar")
+        return value
+
+    def vector(self, name: str) -> np.ndarray:
+        """A parameter as a float64 array (scalars become length-1 arrays)."""
+        return np.atleast_1d(np.asarray(self[name], dtype=np.float64))
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -95,7 +108,9 @@ def _freeze_params(params: Mapping[str, object]) -> tuple[tuple[str, ParamValue]
         elif isinstance(value, int | float | np.floating | np.integer):
             frozen.append((name, float(value)))
         else:
-            raise ValueError(f"parameter {name!r} must be a float or a sequence of floats: {value!r}")
+            raise ValueError(
+                f"parameter {name!r} must be a float or a sequence of floats: {value!r}"
+            )
     return tuple(frozen)
 
 
@@ -255,7 +270,9 @@ class TaskFamily:
         rng = np.random.default_rng([seed, _SPLIT_STREAM[split]])
         if isinstance(self.split_rule, FixedTasks):
             fixed = self.split_rule.values
-            picks = rng.permutation(len(fixed)) if n <= len(fixed) else rng.integers(len(fixed), size=n)
+            picks = (
+                rng.permutation(len(fixed)) if n <= len(fixed) else rng.integers(len(fixed), size=n)
+            )
             return [self._make(dict(fixed[k]), split, i) for i, k in enumerate(picks[:n])]
         tasks: list[Task] = []
         dims = sum(spec.dims for spec in self.specs)
@@ -304,9 +321,12 @@ class TaskFamily:
                 raise ValueError(
                     f"{self.name}.{spec.name} must have {spec.dims} value(s), got {value.tolist()}"
                 )
-            if not np.all(np.isfinite(value)) or np.any(value < spec.low) or np.any(value > spec.high):
+            if (
+                not np.all(np.isfinite(value))
+                or np.any(value < spec.low)
+                or np.any(value > spec.high)
+            ):
                 raise ValueError(
                     f"{self.name}.{spec.name} = {value.tolist() if spec.size else value[0]} "
                     f"is out of range {spec.describe_range()}"
                 )
-

@@ -1,0 +1,131 @@
+"""Dynamics-parameter families: Hopper and Walker2d with varied masses, inertias, damping, friction.
+
+A task is data: for each varied ``MjModel`` field, one multiplier per element (body, dof or geom),
+drawn log-uniformly in ``1.5^[-3, 3]`` as in the ProMP and PEARL suites. Multipliers apply to the
+compiled model in place (never rebuilt) relative to its pristine values, so switching back to a
+task restores the model bit for bit; MuJoCo Warp batches the same fields per world, which is what
+lets a GPU backend apply these tasks to many worlds later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mujoco
+import numpy as np
+from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
+
+from envs.base import MetaEnv
+from metarobot.tasks import ParamSpec, SplitRule, Task, TaskFamily
+
+LOW, HIGH = 1.5**-3, 1.5**3
+
+
+@dataclass(frozen=True)
+class PhysicsField:
+    """One varied model field and the elements it touches.
+
+    Attributes:
+        param: Task parameter name (also the ``MjModel`` attribute, e.g. ``"body_mass"``).
+        rows: Indices of the elements varied (e.g. every body but the world).
+        doc: What it changes, for ``metarobot list``.
+    """
+
+    param: str
+    rows: tuple[int, ...]
+    doc: str
+
+    def spec(self) -> ParamSpec:
+        """The task parameter: one log-uniform multiplier per element."""
+        return ParamSpec(self.param, LOW, HIGH, size=len(self.rows), log=True, doc=self.doc)
+
+
+def physics_fields(
+    nbody: int, damped_dofs: tuple[int, ...], ngeom: int
+) -> tuple[PhysicsField, ...]:
+    """The ProMP/PEARL field set for a planar walker of the given sizes."""
+    bodies = tuple(range(1, nbody))
+    return (
+        PhysicsField("body_mass", bodies, "mass multiplier per body"),
+        PhysicsField("body_inertia", bodies, "inertia multiplier per body"),
+        PhysicsField("dof_damping", damped_dofs, "damping multiplier per actuated joint"),
+        PhysicsField("geom_friction", tuple(range(ngeom)), "friction multiplier per geom"),
+    )
+
+
+HOPPER_FIELDS = physics_fields(nbody=5, damped_dofs=(3, 4, 5), ngeom=5)
+WALKER2D_FIELDS = physics_fields(nbody=8, damped_dofs=(3, 4, 5, 6, 7, 8), ngeom=8)
+
+# Two bins per multiplier: a task is test when the number of "above 1" multipliers is a multiple
+# of 5, so both splits span the whole range of every multiplier.
+_PHYSICS_SPLIT = SplitRule(cells=2, period=5)
+
+HOPPER_PARAMS = TaskFamily(
+    name="HopperParams",
+    specs=tuple(f.spec() for f in HOPPER_FIELDS),
+    split_rule=_PHYSICS_SPLIT,
+    horizon=200,
+    doc="hop forward under varied masses, inertias, damping and friction",
+)
+
+WALKER2D_PARAMS = TaskFamily(
+    name="Walker2dParams",
+    specs=tuple(f.spec() for f in WALKER2D_FIELDS),
+    split_rule=_PHYSICS_SPLIT,
+    horizon=200,
+    doc="walk forward under varied masses, inertias, damping and friction",
+)
+
+
+class _PhysicsTask(MetaEnv):
+    """Applies multipliers on model fields, keeping the pristine values to restore from."""
+
+    fields: tuple[PhysicsField, ...]
+
+    def _init_physics(self) -> None:
+        self._pristine = {f.param: getattr(self.model, f.param).copy() for f in self.fields}
+        for f in self.fields:
+            size = len(getattr(self.model, f.param))
+            if max(f.rows) >= size:
+                raise RuntimeError(
+                    f"{self.family.name}: model has {size} rows of {f.param}, expected more than "
+                    f"{max(f.rows)} (did Gymnasium's model file change?)"
+                )
+
+    def _apply_task(self, task: Task) -> None:
+        for f in self.fields:
+            target = getattr(self.model, f.param)
+            pristine = self._pristine[f.param]
+            target[:] = pristine
+            rows = np.asarray(f.rows)
+            multipliers = task.vector(f.param)
+            target[rows] = pristine[rows] * multipliers.reshape((-1,) + (1,) * (target.ndim - 1))
+        # Derived constants (subtree masses, inverse weights used by the constraint solver)
+        # follow the new masses and inertias; recomputing them from pristine values is exact.
+        mujoco.mj_setConst(self.model, self.data)
+
+
+class HopperParamsEnv(_PhysicsTask, HopperEnv):
+    """Hopper-v5 under task-specific dynamics (Rothfuss et al. 2019; Rakelly et al. 2019)."""
+
+    family = HOPPER_PARAMS
+    fields = HOPPER_FIELDS
+
+    def __init__(self, task: Task | None = None, horizon: int | None = None, **kwargs: Any):
+        HopperEnv.__init__(self, **kwargs)
+        self._init_physics()
+        self._init_meta(task, horizon)
+
+
+class Walker2dParamsEnv(_PhysicsTask, Walker2dEnv):
+    """Walker2d-v5 under task-specific dynamics (Rothfuss et al. 2019; Rakelly et al. 2019)."""
+
+    family = WALKER2D_PARAMS
+    fields = WALKER2D_FIELDS
+
+    def __init__(self, task: Task | None = None, horizon: int | None = None, **kwargs: Any):
+        Walker2dEnv.__init__(self, **kwargs)
+        self._init_physics()
+        self._init_meta(task, horizon)

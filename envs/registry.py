@@ -1,0 +1,83 @@
+"""Families by name, Gymnasium registration and a fast constructor for samplers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium
+
+from envs.ant import ANT_DIR, ANT_GOAL
+from envs.base import MetaEnv
+from envs.half_cheetah import HALF_CHEETAH_DIR, HALF_CHEETAH_VEL
+from envs.physics import HOPPER_PARAMS, WALKER2D_PARAMS
+from envs.point_nav import POINT_NAV_2D
+from metarobot.tasks import TaskFamily
+
+NAMESPACE = "metarobot"
+
+
+@dataclass(frozen=True)
+class FamilyEntry:
+    """A family and the env class that implements it (as ``module:Class``)."""
+
+    family: TaskFamily
+    entry_point: str
+
+    @property
+    def env_id(self) -> str:
+        """The Gymnasium id, e.g. ``metarobot/AntGoal-v0``."""
+        return f"{NAMESPACE}/{self.family.name}-v0"
+
+
+FAMILIES: dict[str, FamilyEntry] = {
+    entry.family.name: entry
+    for entry in (
+        FamilyEntry(POINT_NAV_2D, "envs.point_nav:PointNav2DEnv"),
+        FamilyEntry(HALF_CHEETAH_VEL, "envs.half_cheetah:HalfCheetahVelEnv"),
+        FamilyEntry(HALF_CHEETAH_DIR, "envs.half_cheetah:HalfCheetahDirEnv"),
+        FamilyEntry(ANT_DIR, "envs.ant:AntDirEnv"),
+        FamilyEntry(ANT_GOAL, "envs.ant:AntGoalEnv"),
+        FamilyEntry(HOPPER_PARAMS, "envs.physics:HopperParamsEnv"),
+        FamilyEntry(WALKER2D_PARAMS, "envs.physics:Walker2dParamsEnv"),
+    )
+}
+
+
+def _entry(name: str) -> FamilyEntry:
+    if name not in FAMILIES:
+        raise ValueError(f"unknown task family {name!r}; valid families: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def get_family(name: str) -> TaskFamily:
+    """The task family called ``name`` (``ValueError`` listing the valid names otherwise)."""
+    return _entry(name).family
+
+
+def env_class(name: str) -> type[MetaEnv]:
+    """The env class of family ``name``."""
+    module_name, class_name = _entry(name).entry_point.split(":")
+    module = __import__(module_name, fromlist=[class_name])
+    cls: type[MetaEnv] = getattr(module, class_name)
+    return cls
+
+
+def make(name: str, **kwargs: Any) -> MetaEnv:
+    """A bare env of family ``name``: no Gymnasium wrappers, for samplers that step many envs.
+
+    Prefer ``gymnasium.make("metarobot/<name>-v0")`` elsewhere: it adds the time limit and
+    Gymnasium's checks. ``kwargs`` go to the env (``task``, ``horizon``, ``render_mode``, ...).
+    """
+    return env_class(name)(**kwargs)
+
+
+def register_all() -> None:
+    """Register every family with Gymnasium (idempotent)."""
+    for entry in FAMILIES.values():
+        if entry.env_id not in gymnasium.registry:
+            gymnasium.register(
+                id=entry.env_id,
+                entry_point=entry.entry_point,
+                max_episode_steps=entry.family.horizon,
+            )
