@@ -38,7 +38,7 @@ class PointMass(MujocoEnv):
         "render_fps": 10,
     }
 
-    def __init__(self, frame_skip: int = 10, reset_noise_scale: float = 0.01, **kwargs: Any):
+    def __init__(self, frame_skip: int = 5, reset_noise_scale: float = 0.01, **kwargs: Any):
         self._reset_noise_scale = reset_noise_scale
         MujocoEnv.__init__(
             self,

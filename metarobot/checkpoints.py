@@ -1,0 +1,79 @@
+"""Atomic checkpoints: a run killed at any moment leaves only whole files behind.
+
+A checkpoint is written to a temporary file, flushed to disk, then renamed over its final name
+(rename is atomic on POSIX), so readers see either the previous checkpoint or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^iter_(\d{6})\.pt$")
+
+
+def checkpoint_path(directory: Path, iteration: int) -> Path:
+    """Where the checkpoint taken after ``iteration`` updates lives."""
+    return directory / f"iter_{iteration:06d}.pt"
+
+
+def list_checkpoints(directory: Path) -> dict[int, Path]:
+    """Checkpoints in ``directory`` by iteration, ignoring temporary files."""
+    if not directory.is_dir():
+        return {}
+    found = {}
+    for path in directory.iterdir():
+        match = _NAME.match(path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically (temp file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        torch.save({"format_version": FORMAT_VERSION, **state}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read a checkpoint, refusing corrupt files and checkpoints of another run kind.
+
+    Args:
+        path: The checkpoint file.
+        expect: Entries that must match (e.g. ``{"agent": "maml", "family": "PointNav2D"}``).
+
+    Raises:
+        ValueError: The file is missing, truncated, corrupt, or does not match ``expect``.
+    """
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several kinds for a damaged zip or pickle
+        raise ValueError(f"checkpoint {path} is corrupt or truncated ({error})") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} is not a metarobot checkpoint (format {FORMAT_VERSION})")
+    for key, wanted in (expect or {}).items():
+        if state.get(key) != wanted:
+            raise ValueError(
+                f"checkpoint {path} is for {key} {state.get(key)!r}, but this run uses {wanted!r}"
+            )
+    return state
+
+
+def prune_checkpoints(directory: Path, keep_last: int) -> None:
+    """Delete all but the ``keep_last`` newest checkpoints, always keeping iteration 0."""
+    found = list_checkpoints(directory)
+    for iteration in list(found)[:-keep_last]:
+        if iteration != 0:
+            found[iteration].unlink()

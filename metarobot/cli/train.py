@@ -1,0 +1,81 @@
+"""``metarobot train``: meta-train an agent on a task family, with checkpoints and resume."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from metarobot.config import BACKENDS, DEVICES, RunConfig, load_config, tomllib
+
+
+def add_parser(commands: Any) -> None:
+    """Register the ``train`` sub-command; every flag maps onto a ``RunConfig`` field."""
+    parser = commands.add_parser("train", help="meta-train an agent on a task family")
+    parser.add_argument("--out", type=Path, required=True, help="run directory to create")
+    parser.add_argument("--config", type=Path, help="TOML file with [run] and [agent] tables")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--family", help="task family (see `metarobot list`)")
+    parser.add_argument("--agent", help="meta-learner (maml)")
+    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--meta-batch-size", type=int, help="train tasks per iteration")
+    parser.add_argument("--episodes-per-task", type=int, help="rollouts per task and step")
+    parser.add_argument("--horizon", type=int, help="episode length (default: the family's)")
+    parser.add_argument("--hidden-sizes", type=int, nargs="+", help="policy hidden layers")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", choices=DEVICES)
+    parser.add_argument("--backend", choices=BACKENDS, help="sampler backend")
+    parser.add_argument("--workers", type=int, help="sampler worker processes")
+    parser.add_argument("--checkpoint-every", type=int)
+    parser.add_argument("--first-order", action="store_true", help="first-order MAML")
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="agent hyperparameter override, e.g. --set inner_lr=0.05 (repeatable)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=run)
+
+
+def parse_value(text: str) -> Any:
+    """Interpret an override as TOML would (numbers, booleans), else keep the string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def resolve_configs(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]]:
+    """Defaults, then the ``--config`` file, then command-line flags."""
+    run_values: dict[str, Any] = {}
+    agent_values: dict[str, Any] = {}
+    if args.config:
+        file_run, file_agent = load_config(args.config)
+        run_values.update(vars(file_run))
+        agent_values.update(file_agent)
+    for f in fields(RunConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            run_values[f.name] = value
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        agent_values[key.strip()] = parse_value(value.strip())
+    if args.first_order:
+        agent_values["first_order"] = True
+    return RunConfig.from_mapping(run_values), agent_values
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, then print where the results are."""
+    from metarobot.training import train
+
+    config, agent_values = resolve_configs(args)
+    parts = train(config, args.out, agent_values, resume=args.resume, progress=not args.no_progress)
+    parts.close()
+    print(f"run directory: {args.out}  (metrics.csv, tensorboard/, checkpoints/, config.toml)")
+    return 0
