@@ -1,0 +1,399 @@
+"""The sampler interface, the rollout loop every backend shares, and the in-process backend.
+
+A backend only owns environments: it resets them and steps the active ones into
+:class:`~metarobot.sampling._envs.StepBuffers`. Everything else (the batched forward pass,
+action noise, clipping, masks, bookkeeping) happens here, in the driver process, identically
+for every backend; the backends therefore produce the same ``Episodes`` bit for bit.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch.distributions import Normal
+
+from metarobot.episodes import Episodes
+from metarobot.policies import Params
+from metarobot.sampling._envs import EnvFn, EnvSlice, EnvSpec, StepBuffers
+from metarobot.tasks import Task
+
+# Seed streams under one user seed (numpy SeedSequence spawn keys).
+_ENV_STREAM = 0
+_ACTION_STREAM = 1
+
+
+class BatchedPolicy(Protocol):
+    """What a sampler needs from a policy (``GaussianMLPPolicy`` is one)."""
+
+    def batched_distribution(self, obs: torch.Tensor, params: Params) -> Normal:
+        """Per-task action distributions for ``obs[N, ..., obs_dim]`` and ``params[N, ...]``."""
+        ...
+
+
+@dataclass(frozen=True)
+class SamplerStats:
+    """Timings of the last ``sample`` call, for ``time/...`` metrics and benchmarks.
+
+    Attributes:
+        env_steps: Real (unpadded) environment steps taken.
+        seconds: Wall time of the whole call.
+        policy_seconds: Time in the batched forward pass and action sampling.
+        env_seconds: Time waiting for the environments to reset and step.
+    """
+
+    env_steps: int
+    seconds: float
+    policy_seconds: float
+    env_seconds: float
+
+    @property
+    def steps_per_second(self) -> float:
+        """Environment steps per second of wall time."""
+        return self.env_steps / self.seconds if self.seconds > 0 else 0.0
+
+
+def episode_seeds(seed: int, num_tasks: int, episodes_per_task: int) -> np.ndarray:
+    """The ``env.reset`` seed of every episode, ``[N, E]`` uint64.
+
+    Each comes from ``numpy.random.SeedSequence(seed, spawn_key=(0, task, episode))``, so an
+    episode's start depends only on the seed and its position, never on the backend, the number
+    of workers or the other episodes of the call.
+    """
+    _check_seed(seed)
+    seeds = np.empty((num_tasks, episodes_per_task), dtype=np.uint64)
+    for n in range(num_tasks):
+        for e in range(episodes_per_task):
+            sequence = np.random.SeedSequence(seed, spawn_key=(_ENV_STREAM, n, e))
+            seeds[n, e] = sequence.generate_state(1, np.uint64)[0]
+    return seeds
+
+
+def action_seed(seed: int) -> int:
+    """The seed of the ``torch.Generator`` that draws the action noise of a call."""
+    _check_seed(seed)
+    sequence = np.random.SeedSequence(seed, spawn_key=(_ACTION_STREAM,))
+    return int(sequence.generate_state(1, np.uint64)[0])
+
+
+def _check_seed(seed: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+
+
+class Sampler(ABC):
+    """Collects ``E`` episodes for each of ``N`` tasks, all environments in lockstep.
+
+    Each step gathers every observation into one ``[N, E, obs_dim]`` tensor on the policy's
+    device, runs one batched forward pass (``policy.batched_distribution``), draws the action
+    noise there from a ``torch.Generator`` seeded from ``seed`` (so the noise does not depend on
+    the backend), stores the raw actions and their log-probabilities, and sends the actions,
+    clipped to the action space, to the environments. An episode ends at termination,
+    truncation or the horizon; stepping stops once every episode has ended.
+
+    Subclasses provide the environments (:meth:`_reset_envs`, :meth:`_step_envs`). Use a sampler
+    as a context manager, or call :meth:`close`, to release its environments and workers.
+
+    Args:
+        env_fn: Picklable factory of one bare env (``set_task``, ``horizon``, 1-D Box spaces),
+            e.g. ``functools.partial(envs.make, "HalfCheetahVel")``.
+        policy: The policy; its parameters come with each call, batched over tasks.
+    """
+
+    env_spec: EnvSpec
+    last_stats: SamplerStats | None = None
+
+    def __init__(self, env_fn: EnvFn, policy: BatchedPolicy) -> None:
+        self.env_fn = env_fn
+        self.policy = policy
+        self._closed = False
+
+    def _set_spec(self, spec: EnvSpec) -> None:
+        for attr, size in (("obs_dim", spec.obs_dim), ("act_dim", spec.act_dim)):
+            expected = getattr(self.policy, attr, None)
+            if expected is not None and expected != size:
+                raise ValueError(
+                    f"policy {attr}={expected} does not match the environment's {attr}={size}"
+                )
+        self.env_spec = spec
+        self._action_low = np.asarray(spec.action_low, dtype=np.float32)
+        self._action_high = np.asarray(spec.action_high, dtype=np.float32)
+
+    def sample(
+        self,
+        tasks: Sequence[Task],
+        params: Params,
+        episodes_per_task: int,
+        seed: int,
+        horizon: int | None = None,
+    ) -> Episodes:
+        """Roll out ``episodes_per_task`` episodes of every task, task ``i`` with ``params[i]``.
+
+        Args:
+            tasks: The ``N`` tasks.
+            params: Policy parameters, each tensor with a leading task axis ``N``, on the
+                policy's device (``expand_params`` broadcasts one set to all tasks).
+            episodes_per_task: ``E``.
+            seed: Drives the env resets (see :func:`episode_seeds`) and the action noise (see
+                :func:`action_seed`); the same seed gives the same episodes. An episode's reset
+                depends only on the seed and its ``(task, episode)`` position; its action noise,
+                drawn for the whole ``[N, E]`` batch at once, also on ``N`` and ``E``.
+            horizon: Episode length cap ``T``; the env's ``horizon`` when ``None``.
+
+        Returns:
+            ``Episodes`` of shape ``[N, E, T]`` on the policy's device; steps after an episode
+            ended are zero padding with mask 0.
+
+        Raises:
+            ValueError: On an empty task list, mismatched parameters, or a bad count or seed.
+            RuntimeError: If the sampler is closed, or (process backend) a worker failed.
+        """
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        tasks = list(tasks)
+        device, dtype = self._check_call(tasks, params, episodes_per_task, horizon)
+        env_seeds = episode_seeds(seed, len(tasks), episodes_per_task)
+        horizon = self.env_spec.horizon if horizon is None else horizon
+        started = time.perf_counter()
+        with torch.no_grad():
+            return self._rollout(
+                tasks, params, episodes_per_task, env_seeds, seed, horizon, device, dtype, started
+            )
+
+    def _check_call(
+        self, tasks: list[Task], params: Params, episodes_per_task: int, horizon: int | None
+    ) -> tuple[torch.device, torch.dtype]:
+        if not tasks:
+            raise ValueError("tasks is empty; give at least one task")
+        for task in tasks:
+            if not isinstance(task, Task):
+                raise ValueError(f"tasks must be metarobot Task records, got {task!r}")
+        for name, value in (("episodes_per_task", episodes_per_task), ("horizon", horizon)):
+            if value is None and name == "horizon":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not params:
+            raise ValueError("params is empty; pass the policy parameters batched over tasks")
+        first = next(iter(params.values()))
+        for name, tensor in params.items():
+            if tensor.ndim == 0 or tensor.shape[0] != len(tasks):
+                raise ValueError(
+                    f"params[{name!r}] has shape {tuple(tensor.shape)}; every parameter needs a "
+                    f"leading task axis of size N={len(tasks)} (see policies.expand_params)"
+                )
+            if tensor.device != first.device:
+                raise ValueError(
+                    f"params[{name!r}] is on {tensor.device} but others are on {first.device}"
+                )
+        module_params = getattr(self.policy, "parameters", None)
+        if callable(module_params):
+            own = next(iter(module_params()), None)
+            if own is not None and own.device != first.device:
+                raise ValueError(
+                    f"params are on {first.device} but the policy is on {own.device}; "
+                    "move them to the policy's device"
+                )
+        return first.device, first.dtype
+
+    def _rollout(
+        self,
+        tasks: list[Task],
+        params: Params,
+        num_episodes: int,
+        env_seeds: np.ndarray,
+        seed: int,
+        horizon: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        started: float,
+    ) -> Episodes:
+        n, e, t_max = len(tasks), num_episodes, horizon
+        m = n * e
+        obs_dim, act_dim = self.env_spec.obs_dim, self.env_spec.act_dim
+
+        env_tasks = [task for task in tasks for _ in range(e)]
+        buffers = self._reset_envs(env_tasks, env_seeds.reshape(-1).tolist())
+        env_seconds = time.perf_counter() - started
+        policy_seconds = 0.0
+        obs_now, actions_now = buffers.obs[:m], buffers.actions[:m]
+        rewards_now, infos_now = buffers.rewards[:m], buffers.infos[:m]
+        terminated, truncated = buffers.terminated[:m], buffers.truncated[:m]
+        unstable_now, active = buffers.unstable[:m], buffers.active[:m]
+        active[:] = True
+
+        # Time-major history, so that each step writes contiguous rows.
+        obs_hist = np.zeros((t_max, m, obs_dim), dtype=np.float32)
+        reward_hist = np.zeros((t_max, m), dtype=np.float64)
+        mask_hist = np.zeros((t_max, m), dtype=np.bool_)
+        info_hist = np.zeros((t_max, m, 0), dtype=np.float64)
+        unstable = np.zeros(m, dtype=np.bool_)
+        ended = np.empty(m, dtype=np.bool_)
+        actions_hist = torch.zeros((t_max, n, e, act_dim), device=device, dtype=dtype)
+        log_prob_hist = torch.zeros((t_max, n, e), device=device, dtype=dtype)
+        noise = torch.empty((n, e, act_dim), device=device, dtype=dtype)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(action_seed(seed))
+        low, high = self._action_low, self._action_high
+
+        steps = 0
+        for t in range(t_max):
+            mask_hist[t] = active
+            obs_hist[t] = obs_now
+            tic = time.perf_counter()
+            obs = torch.from_numpy(obs_hist[t]).to(device=device, dtype=dtype).view(n, e, obs_dim)
+            dist = self.policy.batched_distribution(obs, params)
+            if not isinstance(dist, Normal):
+                raise TypeError(
+                    f"batched_distribution must return a torch Normal, got {type(dist).__name__}"
+                )
+            torch.randn((n, e, act_dim), generator=generator, out=noise)
+            actions = actions_hist[t]
+            torch.add(dist.loc, dist.scale * noise, out=actions)
+            torch.sum(dist.log_prob(actions), dim=-1, out=log_prob_hist[t])
+            np.clip(actions.reshape(m, act_dim).cpu().numpy(), low, high, out=actions_now)
+            toc = time.perf_counter()
+            self._step_envs()
+            policy_seconds += toc - tic
+            env_seconds += time.perf_counter() - toc
+
+            reward_hist[t] = rewards_now
+            slots = self._num_info_slots()
+            if slots:
+                if slots > info_hist.shape[2]:
+                    grown = np.zeros((t_max, m, max(slots, 2 * info_hist.shape[2])))
+                    grown[:, :, : info_hist.shape[2]] = info_hist
+                    info_hist = grown
+                info_hist[t, :, :slots] = infos_now[:, :slots]
+            np.logical_or(terminated, truncated, out=ended)
+            ended &= active
+            unstable |= unstable_now & active
+            steps += int(np.count_nonzero(active))
+            if ended.any():
+                active &= ~ended
+                # Zeros rather than the last observation: padding stays finite and zero.
+                obs_now[ended] = 0.0
+                if not active.any():
+                    break
+
+        # Workers with no active environment are not stepped, so their rows hold stale values.
+        reward_hist = np.where(mask_hist, reward_hist, 0.0)
+        info_hist = np.where(mask_hist[:, :, None], info_hist, 0.0)
+        infos = {}
+        slices = self._info_slices()
+        for key in sorted({key for _, _, keys in slices for key in keys}):
+            values = np.zeros((t_max, m), dtype=np.float32)
+            for lo, hi, keys in slices:
+                if key in keys:
+                    values[:, lo:hi] = info_hist[:, lo:hi, keys.index(key)]
+            infos[key] = _task_major(values, n, e, device)
+        masks = _task_major(mask_hist.astype(np.float32), n, e, device)
+        real = masks > 0
+        episodes = Episodes(
+            observations=_task_major(obs_hist, n, e, device),
+            actions=torch.where(real[..., None], actions_hist.permute(1, 2, 0, 3), 0.0).to(
+                torch.float32
+            ),
+            rewards=_task_major(reward_hist.astype(np.float32), n, e, device),
+            masks=masks,
+            log_probs=torch.where(real, log_prob_hist.permute(1, 2, 0), 0.0).to(torch.float32),
+            infos=infos,
+            unstable=torch.from_numpy(unstable.reshape(n, e)).to(device),
+        )
+        self.last_stats = SamplerStats(
+            env_steps=steps,
+            seconds=time.perf_counter() - started,
+            policy_seconds=policy_seconds,
+            env_seconds=env_seconds,
+        )
+        return episodes
+
+    @abstractmethod
+    def _reset_envs(self, tasks: list[Task], seeds: list[int]) -> StepBuffers:
+        """Set task ``tasks[i]`` on env ``i``, reset it with ``seeds[i]`` and write its obs.
+
+        Returns buffers with room for at least ``len(tasks)`` environments.
+        """
+
+    @abstractmethod
+    def _step_envs(self) -> None:
+        """Step every environment whose ``active`` flag is set, with its row of ``actions``."""
+
+    @abstractmethod
+    def _num_info_slots(self) -> int:
+        """Info slots in use this call (the most of any slice)."""
+
+    @abstractmethod
+    def _info_slices(self) -> list[tuple[int, int, list[str]]]:
+        """``(lo, hi, keys)`` per env slice: info slot ``k`` of rows ``lo..hi`` is ``keys[k]``."""
+
+    def close(self) -> None:
+        """Release the environments (and workers); the sampler cannot sample afterwards."""
+        self._closed = True
+
+    def __enter__(self) -> Sampler:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _task_major(values: np.ndarray, n: int, e: int, device: torch.device) -> torch.Tensor:
+    """``[T, N*E, ...]`` numpy -> ``[N, E, T, ...]`` contiguous tensor on ``device``."""
+    t_max = values.shape[0]
+    batched = values.reshape(t_max, n, e, *values.shape[2:])
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(batched, 0, 2))).to(device)
+
+
+class LocalSampler(Sampler):
+    """In-process backend: the environments live in a list and are stepped one after another.
+
+    Args:
+        env_fn: Factory of one bare env.
+        policy: The policy.
+    """
+
+    def __init__(self, env_fn: EnvFn, policy: BatchedPolicy) -> None:
+        super().__init__(env_fn, policy)
+        self._envs = EnvSlice(env_fn)
+        self._set_spec(self._envs.spec())
+        self._buffers = self._allocate(1)
+        self._size = 0
+
+    def _allocate(self, capacity: int) -> StepBuffers:
+        spec = self.env_spec
+        _, nbytes = StepBuffers.layout(capacity, spec.obs_dim, spec.act_dim)
+        return StepBuffers(bytearray(nbytes), capacity, spec.obs_dim, spec.act_dim)
+
+    def _reset_envs(self, tasks: list[Task], seeds: list[int]) -> StepBuffers:
+        if len(tasks) > self._buffers.capacity:
+            self._buffers = self._allocate(len(tasks))
+        self._size = len(tasks)
+        self._envs.reset(self._buffers, 0, tasks, seeds)
+        return self._buffers
+
+    def _step_envs(self) -> None:
+        self._envs.step(self._buffers, 0, self._size)
+
+    def _num_info_slots(self) -> int:
+        return len(self._envs.info_keys)
+
+    def _info_slices(self) -> list[tuple[int, int, list[str]]]:
+        return [(0, self._size, list(self._envs.info_keys))]
+
+    def close(self) -> None:
+        """Close the environments."""
+        if not self._closed:
+            self._envs.close()
+        super().close()
