@@ -6,41 +6,26 @@ with one batched forward pass per step and returns an :class:`~metarobot.episode
 batch. Backends: ``"local"`` (in-process) and ``"process"`` (worker processes over shared
 memory); for the same seed they return identical episodes.
 
-This package is a package, not a module, so that worker processes can import its env-stepping
-half (``metarobot.sampling._envs``) without torch; the names below therefore load lazily.
+Layout: ``_envs`` steps a slice of environments into flat buffers (the same code runs in
+process and in workers, which is what keeps the backends identical), ``base`` holds the
+interface, the rollout driver and the local backend, ``process`` the worker-process backend.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from metarobot.sampling._envs import EnvFn, EnvSpec
-    from metarobot.sampling.base import (
-        BatchedPolicy,
-        LocalSampler,
-        Sampler,
-        SamplerStats,
-        action_seed,
-        episode_seeds,
-    )
-    from metarobot.sampling.process import ProcessSampler
+from metarobot.sampling._envs import EnvFn, EnvSpec
+from metarobot.sampling.base import (
+    BatchedPolicy,
+    LocalSampler,
+    Sampler,
+    SamplerStats,
+    action_seed,
+    episode_seeds,
+)
+from metarobot.sampling.process import ProcessSampler
 
 SAMPLER_BACKENDS: tuple[str, ...] = ("local", "process")
 """Names accepted by :func:`make_sampler`."""
-
-_LAZY = {
-    "EnvFn": "_envs",
-    "EnvSpec": "_envs",
-    "BatchedPolicy": "base",
-    "LocalSampler": "base",
-    "Sampler": "base",
-    "SamplerStats": "base",
-    "action_seed": "base",
-    "episode_seeds": "base",
-    "ProcessSampler": "process",
-}
 
 __all__ = [
     "SAMPLER_BACKENDS",
@@ -76,24 +61,9 @@ def make_sampler(backend: str, env_fn: EnvFn, policy: BatchedPolicy, workers: in
                 f"the 'local' backend steps environments in this process; workers must be 1, "
                 f"got {workers!r} (use backend 'process' for worker processes)"
             )
-        from metarobot.sampling.base import LocalSampler
-
         return LocalSampler(env_fn, policy)
     if backend == "process":
-        from metarobot.sampling.process import ProcessSampler
-
         return ProcessSampler(env_fn, policy, workers=workers)
     raise ValueError(
         f"unknown sampler backend {backend!r}; valid backends: {', '.join(SAMPLER_BACKENDS)}"
     )
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)

@@ -1,8 +1,8 @@
 """The environment half of every sampler: stepping a slice of environments into flat buffers.
 
-This module is free of torch on purpose. Worker processes import only it (plus whatever the env
-factory imports), so they start in a fraction of a second and do not carry torch's memory; the
-in-process backend runs the very same code, which is what makes the backends agree bit for bit.
+Worker processes run this code on their slice of the environments and the in-process backend
+runs it on all of them; sharing it is what makes the backends agree bit for bit. It needs numpy
+only (no torch).
 """
 
 from __future__ import annotations
