@@ -10,6 +10,7 @@ import gymnasium
 from envs.ant import ANT_DIR, ANT_GOAL
 from envs.base import MetaEnv
 from envs.half_cheetah import HALF_CHEETAH_DIR, HALF_CHEETAH_VEL
+from envs.manipulation import PICK_PLACE, PICK_PLACE_PARAMS, PUSH, REACH
 from envs.physics import HOPPER_PARAMS, WALKER2D_PARAMS
 from envs.point_nav import POINT_NAV_2D
 from metarobot.tasks import TaskFamily
@@ -40,6 +41,10 @@ FAMILIES: dict[str, FamilyEntry] = {
         FamilyEntry(ANT_GOAL, "envs.ant:AntGoalEnv"),
         FamilyEntry(HOPPER_PARAMS, "envs.physics:HopperParamsEnv"),
         FamilyEntry(WALKER2D_PARAMS, "envs.physics:Walker2dParamsEnv"),
+        FamilyEntry(REACH, "envs.manipulation.tabletop:ReachEnv"),
+        FamilyEntry(PUSH, "envs.manipulation.tabletop:PushEnv"),
+        FamilyEntry(PICK_PLACE, "envs.manipulation.tabletop:PickPlaceEnv"),
+        FamilyEntry(PICK_PLACE_PARAMS, "envs.manipulation.tabletop:PickPlaceParamsEnv"),
     )
 }
 
