@@ -12,12 +12,25 @@ from typing import Any
 import torch
 
 from agents.base import Agent, MetaBatch, config_from_mapping
+from agents.leo import LEO, LEOConfig
 from agents.maml import MAML, MAMLConfig
+from agents.reptile import Reptile, ReptileConfig
 from metarobot.policies import GaussianMLPPolicy
 
-AGENTS: dict[str, type[Agent[Any]]] = {"maml": MAML}
+AGENTS: dict[str, type[Agent[Any]]] = {"maml": MAML, "reptile": Reptile, "leo": LEO}
 
-__all__ = ["AGENTS", "MAML", "Agent", "MAMLConfig", "MetaBatch", "make_agent"]
+__all__ = [
+    "AGENTS",
+    "LEO",
+    "MAML",
+    "Agent",
+    "LEOConfig",
+    "MAMLConfig",
+    "MetaBatch",
+    "Reptile",
+    "ReptileConfig",
+    "make_agent",
+]
 
 
 def make_agent(

@@ -14,6 +14,13 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from agents.base import Agent, MetaBatch, check_config
+from agents.common import (
+    check_meta_batch,
+    gradient,
+    inner_start,
+    leaves,
+    policy_gradient_loss,
+)
 from metarobot.episodes import Episodes
 from metarobot.optim import (
     backtracking_line_search,
@@ -112,11 +119,7 @@ class MAML(Agent[MAMLConfig]):
         builds no graph back to the meta-parameters and returns detached parameters.
         """
         episodes = episodes.to(self.device)
-        if params is None:
-            start = expand_params(_leaves(self.policy.meta_parameters()), episodes.num_tasks)
-        else:
-            _check_task_axis(params, episodes.num_tasks)
-            start = _leaves(params)
+        start = inner_start(self.policy, params, episodes.num_tasks)
         advantages = self._advantages(episodes)
         return detach_params(self._inner_step(start, episodes, advantages, create_graph=False))
 
@@ -132,14 +135,14 @@ class MAML(Agent[MAMLConfig]):
         rollouts = self._prepare(batch)
         meta = self.policy.meta_parameters()
         loss, kl, old_policy = self._surrogate_here(rollouts, meta)
-        grad = flatten_params(_gradient(loss, meta, retain_graph=True))
+        grad = flatten_params(gradient(loss, meta, retain_graph=True))
         hvp = hessian_vector_product(kl, tuple(meta.values()), damping=self.config.cg_damping)
         direction = conjugate_gradient(hvp, grad, iterations=self.config.cg_iters)
         # Largest step along the direction whose quadratic KL model equals max_kl.
         step = direction * torch.sqrt(2.0 * self.config.max_kl / (direction @ hvp(direction)))
 
         def evaluate(candidate: torch.Tensor) -> tuple[float, float]:
-            candidate_params = _leaves(unflatten_params(candidate, meta))
+            candidate_params = leaves(unflatten_params(candidate, meta))
             new_policy = self._adapted_policy(rollouts, candidate_params, create_graph=False)
             new_loss, new_kl = self._surrogate_and_kl(rollouts, new_policy, old_policy)
             return new_loss.item(), new_kl.item()
@@ -174,18 +177,11 @@ class MAML(Agent[MAMLConfig]):
         """
         meta = self.policy.meta_parameters()
         loss, _, _ = self._surrogate_here(self._prepare(batch), meta)
-        return _gradient(loss, meta)
+        return gradient(loss, meta)
 
     def _prepare(self, batch: MetaBatch) -> _Rollouts:
         """Move a meta-batch to the device, validate it and compute its advantages."""
-        if len(batch.train) != self.num_inner_steps:
-            raise ValueError(
-                f"MetaBatch.train has {len(batch.train)} Episodes, but num_inner_steps is "
-                f"{self.num_inner_steps}: one Episodes per inner step is needed"
-            )
-        sizes = [e.num_tasks for e in (*batch.train, batch.valid)]
-        if len(set(sizes)) != 1:
-            raise ValueError(f"train and valid Episodes must share one task count, got {sizes}")
+        check_meta_batch(batch, self.num_inner_steps)
         train = [e.to(self.device) for e in batch.train]
         valid = batch.valid.to(self.device)
         return _Rollouts(
@@ -207,15 +203,11 @@ class MAML(Agent[MAMLConfig]):
         the adapted parameters depend on ``params`` through the identity only (first order).
         """
         distribution = self.policy.batched_distribution(episodes.observations, params)
-        log_probs = distribution.log_prob(episodes.actions).sum(dim=-1)
         # Summing per-task losses gives each task's parameters the gradient of its own loss,
         # at a scale independent of the number of tasks.
-        loss = -task_mean(log_probs * advantages, episodes.masks).sum()
-        grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
-        return {
-            name: p - self.config.inner_lr * g
-            for (name, p), g in zip(params.items(), grads, strict=True)
-        }
+        loss = policy_gradient_loss(distribution, episodes, advantages).sum()
+        grads = gradient(loss, params, create_graph=create_graph)
+        return {name: p - self.config.inner_lr * grads[name] for name, p in params.items()}
 
     def _adapted_policy(self, rollouts: _Rollouts, meta: Params, create_graph: bool) -> Normal:
         """The adapted policies' distributions on the validation observations.
@@ -251,22 +243,3 @@ class MAML(Agent[MAMLConfig]):
         old_policy = Normal(policy.loc.detach(), policy.scale.detach())
         loss, kl = self._surrogate_and_kl(rollouts, policy, old_policy)
         return loss, kl, old_policy
-
-
-def _leaves(params: Params) -> Params:
-    """Fresh autograd leaves holding ``params``' values, for a gradient with no graph behind it."""
-    return {name: p.detach().requires_grad_() for name, p in params.items()}
-
-
-def _gradient(output: torch.Tensor, params: Params, retain_graph: bool = False) -> Params:
-    grads = torch.autograd.grad(output, tuple(params.values()), retain_graph=retain_graph)
-    return dict(zip(params, grads, strict=True))
-
-
-def _check_task_axis(params: Params, num_tasks: int) -> None:
-    leading = {name: p.shape[0] if p.dim() else None for name, p in params.items()}
-    if any(size != num_tasks for size in leading.values()):
-        raise ValueError(
-            f"params need a leading task axis of size {num_tasks} (the episodes' tasks), "
-            f"got leading sizes {leading}"
-        )

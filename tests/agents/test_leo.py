@@ -1,0 +1,214 @@
+import io
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents import AGENTS, LEO, LEOConfig, make_agent
+from agents.common import policy_gradient_loss
+from agents.leo import kl_to_standard_normal, orthogonality_penalty
+from metarobot.episodes import Episodes
+from metarobot.policies import GaussianMLPPolicy, expand_params
+from metarobot.returns import compute_advantages
+from tests.agents.test_maml import sample_episodes, sample_meta_batch
+from tests.agents.test_reptile import resumed_run_matches_uninterrupted, snapshot
+
+HEAD = ("mean.2.weight", "mean.2.bias")
+SMALL = LEOConfig(latent_dim=3, encoder_hidden_sizes=(6,), latent_steps=2, finetune_steps=1)
+
+
+def make_leo(config: LEOConfig = SMALL, seed: int = 0) -> LEO:
+    torch.manual_seed(seed)
+    return LEO(GaussianMLPPolicy(2, 1, hidden_sizes=(4,)).double(), config)
+
+
+def agent_state(agent: LEO) -> dict[str, torch.Tensor]:
+    return {
+        **{f"policy.{k}": v for k, v in snapshot(agent.policy).items()},
+        **{f"latent.{k}": v for k, v in snapshot(agent.latent).items()},
+    }
+
+
+def test_latent_inner_step_is_a_gradient_step_on_z_only() -> None:
+    agent = make_leo(replace(SMALL, latent_steps=1, finetune_steps=0, inner_lr_init=0.7))
+    episodes = sample_episodes(agent.policy, seed=1)
+    before = agent_state(agent)
+
+    adapted = agent.adapt(episodes)
+
+    mean, _ = agent.encode(episodes)
+    z = mean.detach().requires_grad_()
+    advantages = compute_advantages(episodes, agent.config.gamma, agent.config.gae_lambda)
+    distribution = agent.policy.batched_distribution(episodes.observations, agent.decode(z))
+    loss = policy_gradient_loss(distribution, episodes, advantages).sum()
+    (grad,) = torch.autograd.grad(loss, z)
+    inner_lr = agent.latent.log_inner_lr.exp().detach()
+    torch.testing.assert_close(inner_lr, torch.full((SMALL.latent_dim,), 0.7, dtype=torch.float64))
+    expected = agent.decode(z - inner_lr * grad)
+    meta = expand_params(agent.policy.meta_parameters(), episodes.num_tasks)
+    for name, value in adapted.items():
+        torch.testing.assert_close(value, expected[name].detach(), rtol=1e-9, atol=1e-12)
+        # Only the decoded output layer differs from the unadapted policy.
+        assert torch.equal(value, meta[name]) == (name not in HEAD)
+    # Nothing meta-learned moved: adaptation lives in z.
+    for name, value in agent_state(agent).items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_gradients_reach_encoder_decoder_shared_layers_and_step_sizes() -> None:
+    agent = make_leo()
+    batch = sample_meta_batch(agent, seed=2)
+    grads = agent.meta_gradient(batch)
+    expected = {f"latent.{n}" for n, _ in agent.latent.named_parameters()} | {
+        "policy.mean.0.weight",
+        "policy.mean.0.bias",
+        "policy.log_std",
+    }
+    assert set(grads) == expected
+    for name, grad in grads.items():
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_kl_and_orthogonality_on_hand_examples() -> None:
+    # KL(N((1, 0), diag(1, 4)) || N(0, I)) = 0.5 * [(1 + 1 - 1 - 0) + (4 + 0 - 1 - 2 ln 2)].
+    kl = kl_to_standard_normal(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(2.0)]]))
+    torch.testing.assert_close(kl, torch.tensor([2.0 - math.log(2.0)]))
+    assert kl_to_standard_normal(torch.zeros(3, 4), torch.zeros(3, 4)).tolist() == [0.0] * 3
+    # Rows (1, 0) and (1, 1): correlation 1/sqrt(2) off the diagonal; mean of (C - I)^2 = 1/4.
+    penalty = orthogonality_penalty(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+    torch.testing.assert_close(penalty, torch.tensor(0.25))
+    assert orthogonality_penalty(torch.tensor([[0.0, 3.0], [-2.0, 0.0]])).item() == 0.0
+
+
+def test_outer_loss_weighs_its_terms_as_configured() -> None:
+    agent = make_leo(replace(SMALL, kl_weight=0.3, orthogonality_weight=2.0, outer_epochs=1))
+    metrics = agent.meta_update(sample_meta_batch(agent, seed=3))
+    expected = (
+        metrics["losses/surrogate"]
+        + 0.3 * metrics["losses/kl"]
+        + 2.0 * metrics["losses/orthogonality"]
+    )
+    assert metrics["losses/total"] == pytest.approx(expected, rel=1e-9)
+    assert metrics["losses/kl"] > 0 and metrics["losses/orthogonality"] > 0
+
+
+def test_decoded_policy_is_deterministic_and_z_zero_is_the_unadapted_policy() -> None:
+    agent = make_leo()
+    z = torch.randn(3, SMALL.latent_dim, dtype=torch.float64)
+    first, second = agent.decode(z), agent.decode(z.clone())
+    obs = torch.randn(3, 5, 2, dtype=torch.float64)
+    for name in first:
+        assert torch.equal(first[name], second[name])
+    a, b = (agent.policy.batched_distribution(obs, p) for p in (first, second))
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.stddev, b.stddev)
+    # The sampler's meta-parameters are the policy decoded from the prior mean, also after an
+    # update has moved the decoder.
+    agent.meta_update(sample_meta_batch(agent, seed=4))
+    prior = agent.decode(torch.zeros(1, SMALL.latent_dim, dtype=torch.float64))
+    for name, value in agent.policy.meta_parameters().items():
+        torch.testing.assert_close(value.detach(), prior[name][0].detach(), rtol=0, atol=0)
+
+
+def test_adapting_an_adapted_policy_fine_tunes_its_output_layer() -> None:
+    agent = make_leo(replace(SMALL, finetune_lr_init=0.1))
+    episodes = sample_episodes(agent.policy, seed=5)
+    unadapted = expand_params({k: v.detach() for k, v in agent.policy.meta_parameters().items()}, 3)
+    adapted = agent.adapt(episodes)
+    # Passing the meta-parameters explicitly (as the training loop does) means the same thing.
+    for name, value in agent.adapt(episodes, unadapted).items():
+        assert torch.equal(value, adapted[name])
+
+    further = agent.adapt(episodes, adapted)
+
+    advantages = compute_advantages(episodes, agent.config.gamma, agent.config.gae_lambda)
+    head = {name: adapted[name].clone().requires_grad_() for name in HEAD}
+    distribution = agent.policy.batched_distribution(episodes.observations, {**adapted, **head})
+    loss = policy_gradient_loss(distribution, episodes, advantages).sum()
+    grads = torch.autograd.grad(loss, tuple(head.values()))
+    finetune_lr = agent.latent.log_finetune_lr.exp().detach()
+    assert finetune_lr.item() == pytest.approx(0.1)
+    for name, value in further.items():
+        expected = adapted[name]
+        if name in HEAD:
+            expected = expected - finetune_lr * grads[HEAD.index(name)]
+        torch.testing.assert_close(value, expected, rtol=1e-9, atol=1e-12)
+    no_finetuning = make_leo(replace(SMALL, finetune_steps=0))
+    for name, value in no_finetuning.adapt(episodes, adapted).items():
+        assert torch.equal(value, adapted[name])
+
+
+def test_encoder_ignores_the_order_of_episodes_and_padding_values() -> None:
+    agent = make_leo()
+    episodes = sample_episodes(agent.policy, seed=6)
+    order = torch.tensor([2, 0, 3, 1])
+    shuffled = Episodes(
+        observations=episodes.observations[:, order],
+        actions=episodes.actions[:, order],
+        rewards=episodes.rewards[:, order],
+        masks=episodes.masks[:, order],
+        log_probs=episodes.log_probs[:, order],
+        infos={},
+        unstable=episodes.unstable[:, order],
+    )
+    nan_padding = replace(
+        episodes, rewards=torch.where(episodes.masks > 0, episodes.rewards, torch.nan)
+    )
+    mean, log_std = agent.encode(episodes)
+    for other in (shuffled, nan_padding):
+        other_mean, other_log_std = agent.encode(other)
+        torch.testing.assert_close(other_mean, mean)
+        torch.testing.assert_close(other_log_std, log_std)
+
+
+def test_meta_update_changes_what_adaptation_produces() -> None:
+    agent = make_leo(replace(SMALL, outer_lr=1e-2))
+    batch = sample_meta_batch(agent, seed=7)
+    # Shared layers come back as broadcast views of the live parameters: keep a copy.
+    before = {name: value.clone() for name, value in agent.adapt(batch.train[0]).items()}
+    metrics = agent.meta_update(batch)
+    after = agent.adapt(batch.train[0])
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert all(not torch.equal(before[name], after[name]) for name in before)
+
+
+def test_state_dict_round_trip_through_a_checkpoint() -> None:
+    agent = make_leo(replace(SMALL, latent_dim=2, per_dim_inner_lr=False))
+    batch = sample_meta_batch(agent, seed=8)
+    agent.meta_update(batch)
+    buffer = io.BytesIO()
+    torch.save(agent.state_dict(), buffer)
+    buffer.seek(0)
+
+    restored = make_leo(agent.config, seed=1)  # other weights: all must come from the state
+    restored.load_state_dict(torch.load(buffer))
+
+    assert restored.config == agent.config
+    for name, value in agent_state(agent).items():
+        assert torch.equal(agent_state(restored)[name], value), name
+    # Same optimizer moments and latent noise: the next update is identical.
+    agent.meta_update(batch)
+    restored.meta_update(batch)
+    for name, value in agent_state(agent).items():
+        assert torch.equal(agent_state(restored)[name], value), name
+
+
+def test_training_loop_resumes_leo_exactly(tmp_path: Path) -> None:
+    straight, legs = resumed_run_matches_uninterrupted(
+        tmp_path, "leo", {"latent_dim": 2, "encoder_hidden_sizes": [4], "outer_epochs": 2}
+    )
+    for name, value in snapshot(straight.agent.latent).items():
+        torch.testing.assert_close(snapshot(legs.agent.latent)[name], value, rtol=0, atol=0)
+
+
+def test_registry_and_config_validation() -> None:
+    policy = GaussianMLPPolicy(2, 1, hidden_sizes=(3,))
+    assert AGENTS["leo"] is LEO
+    agent = make_agent("leo", policy, {"latent_dim": 4, "encoder_hidden_sizes": [8, 8]})
+    assert agent.config == LEOConfig(latent_dim=4, encoder_hidden_sizes=(8, 8))
+    assert agent.num_inner_steps == 1
+    with pytest.raises(ValueError, match=r"latent_dim=0 \(must be >= 1\).*outer_epochs=0"):
+        LEOConfig(latent_dim=0, outer_epochs=0)
+    with pytest.raises(ValueError, match=r"encoder_hidden_sizes=\(\)"):
+        LEOConfig(encoder_hidden_sizes=())
