@@ -1,4 +1,3 @@
-import io
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +12,11 @@ from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, expand_params
 from metarobot.returns import compute_advantages
 from tests.agents.test_maml import sample_episodes, sample_meta_batch
-from tests.agents.test_reptile import resumed_run_matches_uninterrupted, snapshot
+from tests.agents.test_reptile import (
+    resumed_run_matches_uninterrupted,
+    snapshot,
+    through_a_file,
+)
 
 HEAD = ("mean.2.weight", "mean.2.bias")
 SMALL = LEOConfig(latent_dim=3, encoder_hidden_sizes=(6,), latent_steps=2, finetune_steps=1)
@@ -177,12 +180,8 @@ def test_state_dict_round_trip_through_a_checkpoint() -> None:
     agent = make_leo(replace(SMALL, latent_dim=2, per_dim_inner_lr=False))
     batch = sample_meta_batch(agent, seed=8)
     agent.meta_update(batch)
-    buffer = io.BytesIO()
-    torch.save(agent.state_dict(), buffer)
-    buffer.seek(0)
-
     restored = make_leo(agent.config, seed=1)  # other weights: all must come from the state
-    restored.load_state_dict(torch.load(buffer))
+    restored.load_state_dict(through_a_file(agent.state_dict()))
 
     assert restored.config == agent.config
     for name, value in agent_state(agent).items():

@@ -20,6 +20,14 @@ def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+def through_a_file(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` after ``torch.save`` and ``torch.load``, as a checkpoint would carry it."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer)
+
+
 def test_outer_step_equals_reptile_formula() -> None:
     torch.manual_seed(0)
     policy = GaussianMLPPolicy(2, 1, hidden_sizes=(), init_std=0.8).double()
@@ -134,12 +142,8 @@ def test_state_dict_round_trip_through_a_checkpoint() -> None:
     config = ReptileConfig(num_inner_steps=2, inner_lr=0.01, anneal_updates=10)
     agent = Reptile(GaussianMLPPolicy(2, 1, hidden_sizes=(4,)), config)
     agent.meta_update(sample_meta_batch(agent, seed=60))
-    buffer = io.BytesIO()
-    torch.save(agent.state_dict(), buffer)
-    buffer.seek(0)
-
     restored = Reptile(GaussianMLPPolicy(2, 1, hidden_sizes=(4,)))
-    restored.load_state_dict(torch.load(buffer))
+    restored.load_state_dict(through_a_file(agent.state_dict()))
 
     assert restored.config == agent.config
     assert restored.updates == 1 and restored.epsilon == agent.epsilon
