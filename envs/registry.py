@@ -11,6 +11,7 @@ from envs.ant import ANT_DIR, ANT_GOAL
 from envs.base import MetaEnv
 from envs.half_cheetah import HALF_CHEETAH_DIR, HALF_CHEETAH_VEL
 from envs.manipulation import PICK_PLACE, PICK_PLACE_PARAMS, PUSH, REACH
+from envs.manipulation.metaworld_ml1 import INSTALL_HINT, METAWORLD_FAMILIES, metaworld_installed
 from envs.physics import HOPPER_PARAMS, WALKER2D_PARAMS
 from envs.point_nav import POINT_NAV_2D
 from metarobot.tasks import TaskFamily
@@ -45,11 +46,19 @@ FAMILIES: dict[str, FamilyEntry] = {
         FamilyEntry(PUSH, "envs.manipulation.tabletop:PushEnv"),
         FamilyEntry(PICK_PLACE, "envs.manipulation.tabletop:PickPlaceEnv"),
         FamilyEntry(PICK_PLACE_PARAMS, "envs.manipulation.tabletop:PickPlaceParamsEnv"),
+        # Meta-World's ML1 benchmarks, where the metaworld extra is installed.
+        *(
+            FamilyEntry(family, f"envs.manipulation.metaworld_envs:{family.name}Env")
+            for family in METAWORLD_FAMILIES
+            if metaworld_installed()
+        ),
     )
 }
 
 
 def _entry(name: str) -> FamilyEntry:
+    if name not in FAMILIES and name in {family.name for family in METAWORLD_FAMILIES}:
+        raise ValueError(f"task family {name!r} is not available: {INSTALL_HINT}")
     if name not in FAMILIES:
         raise ValueError(f"unknown task family {name!r}; valid families: {', '.join(FAMILIES)}")
     return FAMILIES[name]

@@ -23,23 +23,47 @@ import mujoco
 import numpy as np
 
 import envs
-from metarobot.tasks import Task, TaskFamily
+from envs.manipulation.metaworld_ml1 import import_metaworld, metaworld_installed
+from metarobot.tasks import ParamValue, Task, TaskFamily
 
-GYMNASIUM_TWIN = {
+# Gymnasium ids, or "metaworld:<ML1 env name>".
+REFERENCE = {
     "HalfCheetahVel": "HalfCheetah-v5",
     "HalfCheetahDir": "HalfCheetah-v5",
     "AntDir": "Ant-v5",
     "AntGoal": "Ant-v5",
     "HopperParams": "Hopper-v5",
     "Walker2dParams": "Walker2d-v5",
+    "Reach": "metaworld:reach-v3",
+    "Push": "metaworld:push-v3",
+    "PickPlace": "metaworld:pick-place-v3",
+    "PickPlaceParams": "metaworld:pick-place-v3",
+    "MetaWorldReach": "metaworld:reach-v3",
+    "MetaWorldPush": "metaworld:push-v3",
+    "MetaWorldPickPlace": "metaworld:pick-place-v3",
 }
 
 
 def nominal_task(family: TaskFamily) -> Task:
-    """Unchanged physics where the family varies it, so the twin env runs the same dynamics."""
-    if family.specs[0].log:
-        return family.make_task(**{spec.name: (1.0,) * spec.size for spec in family.specs})
-    return family.sample_tasks(1, seed=0)[0]
+    """Unchanged physics where the family varies it (multipliers 1), like the reference env."""
+    params: dict[str, ParamValue] = dict(family.sample_tasks(1, seed=0)[0].params)
+    for spec in family.specs:
+        if spec.log:
+            params[spec.name] = 1.0 if spec.size == 0 else (1.0,) * spec.size
+    return family.make_task(**params)
+
+
+def reference_env(reference: str) -> gym.Env | None:
+    """The reference env, bare; ``None`` for a Meta-World one where Meta-World is missing."""
+    if not reference.startswith("metaworld:"):
+        return gym.make(reference).unwrapped
+    if not metaworld_installed():
+        return None
+    name = reference.removeprefix("metaworld:")
+    ml1 = import_metaworld().ML1(name, seed=42)
+    env: gym.Env = ml1.train_classes[name]()
+    env.set_task(ml1.train_tasks[0])  # type: ignore[attr-defined]
+    return env
 
 
 def env_rate(env: gym.Env, steps: int, horizon: int) -> float:
@@ -84,16 +108,17 @@ def main() -> None:
         raw = median_of(
             args.repeats, lambda env=env: raw_rate(env.model, env.frame_skip, args.steps)
         )
+        reference = REFERENCE.get(name, "")
+        twin = reference_env(reference) if reference else None
         twin_rate = float("nan")
-        if name in GYMNASIUM_TWIN:
-            twin = gym.make(GYMNASIUM_TWIN[name]).unwrapped
+        if twin is not None:
             twin_rate = median_of(
                 args.repeats, lambda twin=twin, h=horizon: env_rate(twin, args.steps, h)
             )
-        rows.append((name, ours, raw, twin_rate))
+        rows.append((name, ours, raw, reference, twin_rate))
         print(
-            f"{name:16s} {ours:9.0f} steps/s  raw mj_step {raw:9.0f}  ratio {ours / raw:.2f}"
-            f"  vs Gymnasium {ours / twin_rate:.2f}"
+            f"{name:18s} {ours:9.0f} steps/s  raw mj_step {raw:9.0f}  ratio {ours / raw:.2f}"
+            f"  vs {reference or 'no reference'} {ours / twin_rate:.2f}"
         )
 
     lines = [
@@ -106,15 +131,19 @@ def main() -> None:
         "physics families run their nominal task (all multipliers 1).",
         "",
         "Raw = `mujoco.mj_step` on the same compiled model, divided by the frame skip. "
-        "Gymnasium = its own v5 env for the same robot, measured in the same run.",
+        "Reference = Gymnasium's own v5 env for the same robot, or Meta-World's ML1 env for the "
+        "manipulation families (n/a where Meta-World is not installed), measured in the same run.",
         "",
-        "| family | env steps/s | raw mj_step (env steps/s) | ratio to raw | Gymnasium v5 steps/s "
-        "| ratio to Gymnasium |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| family | env steps/s | raw mj_step (env steps/s) | ratio to raw | reference "
+        "| reference steps/s | ratio to reference |",
+        "|---|---:|---:|---:|---|---:|---:|",
     ]
-    for name, ours, raw, twin in rows:
+    for name, ours, raw, reference, twin in rows:
         twin_cells = "n/a | n/a" if np.isnan(twin) else f"{twin:.0f} | {ours / twin:.2f}"
-        lines.append(f"| {name} | {ours:.0f} | {raw:.0f} | {ours / raw:.2f} | {twin_cells} |")
+        lines.append(
+            f"| {name} | {ours:.0f} | {raw:.0f} | {ours / raw:.2f} | {reference or 'none'} "
+            f"| {twin_cells} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

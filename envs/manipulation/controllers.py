@@ -1,11 +1,16 @@
 """Scripted controllers that solve the manipulation families from the state and the task's goal.
 
-Each controller is a stateless function of the observation (hand, finger opening, object) and of
-the goal, which it reads from the task (the agent does not see it): what to do next follows from
-where the hand and object are, as in Meta-World's scripted policies, so a controller recovers by
-itself when a grasp misses or an object slips. They serve as demonstrations and as test oracles
-(solving >= 90% of every family's benchmark test tasks shows the tasks are solvable within the
-horizon and that grasps hold).
+A controller maps the observation (hand, finger opening, object) to an action, knowing the goal,
+which it reads from the task (the agent does not see it). What to do next follows from where the
+hand and object are, as in Meta-World's scripted policies, so a controller recovers by itself
+when a grasp misses or an object slips. They serve as demonstrations and as test oracles: solving
+>= 90% of every family's benchmark test tasks shows that the tasks are solvable within the
+horizon and that grasps hold.
+
+- ``Reach``: :class:`ReachController` flies the open hand to the goal.
+- ``PickPlace``, ``PickPlaceParams``: :class:`PickPlaceController` grasps from above and carries.
+- ``Push``: the same controller with the goal on the table: like Meta-World's push oracle, it
+  closes the fingers around the puck and slides it there.
 
 Example::
 
@@ -33,17 +38,12 @@ OPEN, CLOSE = -1.0, 1.0
 GAIN = 15.0  # action per metre of hand error: full speed (1 cm per step) from 6.7 cm away
 SAFE_HEIGHT = 0.08  # above the table (m): the fingertips clear any object
 SLIDE_HEIGHT = 0.02  # the lowest hand height, at which a held object slides on the table
-ALIGNED = 0.012  # hand-object horizontal error (m) under which the hand may descend or push
+ALIGNED = 0.012  # hand-object horizontal error (m) under which the hand may descend
 
 
-def move(hand: np.ndarray, target: np.ndarray, grip: float, speed: float = 1.0) -> np.ndarray:
-    """The action moving the hand toward ``target`` (proportional, at most ``speed``), ``grip``."""
-    delta = np.clip(GAIN * (target - hand), -speed, speed)
-    return np.array([*delta, grip])
-
-
-def _split(obs: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-    return obs[0:3], float(obs[3]), obs[4:7]
+def move(hand: np.ndarray, target: np.ndarray, grip: float) -> np.ndarray:
+    """The action moving the hand toward ``target`` (proportional, saturated) with ``grip``."""
+    return np.array([*np.clip(GAIN * (target - hand), -1.0, 1.0), grip])
 
 
 @dataclass(frozen=True)
@@ -77,15 +77,16 @@ class PickPlaceController:
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Action for ``obs``."""
-        hand, opening, obj = _split(obs)
+        hand, opening, obj = obs[0:3], float(obs[3]), obs[4:7]
+        # Closed some way and no longer closing (the opening shrinks ~0.1 per step in motion).
         settled = opening < 0.9 and self._previous_opening - opening < 0.002
         self._previous_opening = opening
         if math.dist(hand, obj) < self.hold and settled:
             return move(hand, self.goal, CLOSE)
-        if math.dist(hand[:2], obj[:2]) > ALIGNED:
+        if math.dist(hand[:2], obj[:2]) > ALIGNED:  # go above it, never lower than on the way
             height = max(obj[2] + SAFE_HEIGHT - 0.02, hand[2])
             return move(hand, np.array([*obj[:2], height]), OPEN)
-        if hand[2] - obj[2] > 0.008:
+        if hand[2] - obj[2] > 0.008:  # descend to its centre (or as low as the workspace goes)
             return move(hand, obj, OPEN)
         return move(hand, obj, CLOSE)
 
@@ -95,7 +96,6 @@ def controller_for(task: Task) -> Controller:
     if task.family == "Reach":
         return ReachController(vector(task, "goal", 3))
     if task.family == "Push":
-        # Like Meta-World's push oracle: close the fingers around the puck and slide it.
         return PickPlaceController(np.array([*vector(task, "goal", 2), SLIDE_HEIGHT]))
     if task.family in ("PickPlace", "PickPlaceParams"):
         return PickPlaceController(vector(task, "goal", 3))

@@ -51,7 +51,9 @@ class BenchmarkFamily(TaskFamily):
         return self.sample_tasks(BENCHMARK_SIZE, split, seed=self.benchmark_seed)
 
 
-def _axes(name: str, low: tuple[float, ...], high: tuple[float, ...], doc: str) -> list[ParamSpec]:
+def axis_specs(
+    name: str, low: tuple[float, ...], high: tuple[float, ...], doc: str
+) -> list[ParamSpec]:
     """One scalar spec per axis, ``<name>_x``, ``<name>_y``[, ``<name>_z``]."""
     return [
         ParamSpec(f"{name}_{axis}", lo, hi, doc=f"{doc} {axis} (m)")
@@ -64,9 +66,9 @@ def vector(task: Task, name: str, size: int) -> np.ndarray:
     return np.array([task.scalar(f"{name}_{axis}") for axis in "xyz"[:size]])
 
 
-_OBJECT_ON_TABLE = _axes("object", (-0.1, -0.15), (0.0, 0.15), "object start")
-_GOAL_ON_TABLE = _axes("goal", (0.1, -0.15), (0.2, 0.15), "goal")
-_GOAL_IN_AIR = _axes("goal", (0.1, -0.15, 0.1), (0.2, 0.15, 0.3), "goal")
+_OBJECT_ON_TABLE = axis_specs("object", (-0.1, -0.15), (0.0, 0.15), "object start")
+_GOAL_ON_TABLE = axis_specs("goal", (0.1, -0.15), (0.2, 0.15), "goal")
+_GOAL_IN_AIR = axis_specs("goal", (0.1, -0.15, 0.1), (0.2, 0.15, 0.3), "goal")
 
 # The object multipliers are log-uniform, so that halving and doubling are equally likely; the
 # nominal object is the 50 g, 4 cm cube of tabletop_cube.xml with friction 0.5.
@@ -90,7 +92,7 @@ def _family(name: str, specs: list[ParamSpec], doc: str) -> BenchmarkFamily:
 
 REACH = _family(
     "Reach",
-    _axes("goal", (0.0, -0.2, 0.05), (0.2, 0.2, 0.3), "goal"),
+    axis_specs("goal", (0.0, -0.2, 0.05), (0.2, 0.2, 0.3), "goal"),
     "move the gripper to an unobserved goal in the air; success within 5 cm",
 )
 PUSH = _family(

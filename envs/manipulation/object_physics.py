@@ -57,13 +57,15 @@ class ObjectPhysics:
 
     Args:
         model: The compiled model, changed in place.
-        data: Its data (``mj_setConst`` needs one).
         body: Name of the object's body, which holds one geom at its origin.
     """
 
-    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, body: str):
+    def __init__(self, model: mujoco.MjModel, body: str):
         self._model = model
-        self._data = data
+        # mj_setConst works on a data of its own: MuJoCo 3.3 re-anchors equality constraints
+        # (the hand's connect to its mocap target) at the data's mocap poses, which must be the
+        # model's defaults for the result to be the compiled model's.
+        self._scratch = mujoco.MjData(model)
         body_id = model.body(body).id
         if model.body_geomnum[body_id] != 1:
             raise ValueError(f"body {body!r} must hold exactly one geom to be scaled")
@@ -80,4 +82,5 @@ class ObjectPhysics:
             ] * f.factor(multipliers)
         # Derived constants (subtree masses, inverse inertias that scale constraint impedance)
         # follow the new mass and inertia; recomputing them from pristine values is exact.
-        mujoco.mj_setConst(self._model, self._data)
+        mujoco.mj_resetData(self._model, self._scratch)
+        mujoco.mj_setConst(self._model, self._scratch)

@@ -166,7 +166,7 @@ class PickPlaceParamsEnv(PickPlaceEnv):
 
     def __init__(self, task: Task | None = None, **kwargs: Any):
         super().__init__(None, **kwargs)
-        self._physics = ObjectPhysics(self.model, self.data, "object")
+        self._physics = ObjectPhysics(self.model, "object")
         if task is not None:
             self.set_task(coerce_task(task))
 

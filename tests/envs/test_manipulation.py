@@ -57,10 +57,11 @@ def test_scripted_controller_solves_the_test_tasks_with_a_firm_grasp(name):
                 worst_held_penetration = max(worst_held_penetration, penetration)
         successes.append(info["success"])
     assert np.mean(successes) >= 0.9
-    # Fingertips close fast enough that the first touch dents the object by up to ~2 mm (rubber
-    # pads do); once holding, penetration is a fraction of a millimetre.
-    assert worst_penetration < 0.003
-    assert worst_held_penetration < 0.001
+    # Fingertips close fast enough that the first touch dents the object by ~2 mm (rubber pads
+    # do); held, it is ~0.1 mm, up to ~1 mm for a heavy, slippery cube carried at full speed
+    # (bounds with room for MuJoCo 3.3, whose box-cylinder contacts are a little softer).
+    assert worst_penetration < 0.004
+    assert worst_held_penetration < 0.0015
     assert worst_slip < 0.005
     assert held_steps > 0 or not name.startswith("PickPlace")
 
