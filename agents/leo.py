@@ -257,8 +257,9 @@ class LEO(Agent[LEOConfig]):
         )
         self.optimizer = torch.optim.Adam(list(self._trainable().values()), lr=self.config.outer_lr)
         # Latent noise comes from the agent's own generator, saved in checkpoints, so that a
-        # resumed run draws what the uninterrupted one would have; its seed follows torch's.
-        self.generator = torch.Generator(device=self.device)
+        # resumed run draws what the uninterrupted one would have; its seed follows torch's. It
+        # lives on the CPU so that a checkpoint loads on any device and draws the same noise.
+        self.generator = torch.Generator()
         self.generator.manual_seed(int(torch.randint(2**62, ())))
 
     @property
@@ -425,9 +426,8 @@ class LEO(Agent[LEOConfig]):
         mean, log_std = self.latent.encode(episodes)
         start = mean
         if sample:
-            noise = torch.randn(
-                mean.shape, generator=self.generator, device=mean.device, dtype=mean.dtype
-            )
+            noise = torch.randn(mean.shape, generator=self.generator, dtype=mean.dtype)
+            noise = noise.to(mean.device)
             start = mean + log_std.exp() * noise
         if not create_graph:
             start = start.detach().requires_grad_()

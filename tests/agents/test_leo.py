@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents import AGENTS, LEO, LEOConfig, make_agent
+from agents import AGENTS, LEO, LEOConfig, MetaBatch, make_agent
 from agents.common import policy_gradient_loss
 from agents.leo import kl_to_standard_normal, orthogonality_penalty
 from metarobot.episodes import Episodes
@@ -211,3 +211,15 @@ def test_registry_and_config_validation() -> None:
         LEOConfig(latent_dim=0, outer_epochs=0)
     with pytest.raises(ValueError, match=r"encoder_hidden_sizes=\(\)"):
         LEOConfig(encoder_hidden_sizes=())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_agent_computes_on_its_device_and_its_checkpoint_loads_on_cpu() -> None:
+    agent = LEO(GaussianMLPPolicy(2, 1, hidden_sizes=(4,)), SMALL, device="cuda")
+    train = sample_episodes(GaussianMLPPolicy(2, 1, hidden_sizes=(4,)), seed=70)
+    assert all(p.is_cuda for p in agent.adapt(train).values())
+    agent.meta_update(MetaBatch(train=[train], valid=train))
+    on_cpu = LEO(GaussianMLPPolicy(2, 1, hidden_sizes=(4,)), SMALL)
+    on_cpu.load_state_dict(through_a_file(agent.state_dict()))
+    for name, value in agent.adapt(train).items():
+        torch.testing.assert_close(on_cpu.adapt(train)[name], value.cpu())

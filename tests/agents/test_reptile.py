@@ -193,3 +193,13 @@ def test_meta_update_rejects_malformed_batches() -> None:
         agent.meta_update(batch._replace(train=batch.train[:1]))
     with pytest.raises(ValueError, match="leading task axis of size 3"):
         agent.adapt(batch.valid, agent.policy.meta_parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_agent_computes_on_its_device_with_cpu_episodes() -> None:
+    config = ReptileConfig(num_inner_steps=1)
+    agent = Reptile(GaussianMLPPolicy(2, 1, hidden_sizes=(8,)), config, device="cuda")
+    train = sample_episodes(GaussianMLPPolicy(2, 1, hidden_sizes=(8,)), seed=70)
+    assert all(p.is_cuda for p in agent.adapt(train).values())
+    agent.meta_update(MetaBatch(train=[train], valid=train))
+    assert all(p.is_cuda for p in agent.policy.parameters())
