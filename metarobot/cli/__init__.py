@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from metarobot.cli import evaluate, list_families, train
+from metarobot.cli import evaluate, list_families, render, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="metarobot", description="Meta reinforcement learning on simulated MuJoCo robots."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (list_families, train, evaluate):
+    for module in (list_families, train, evaluate, render):
         module.add_parser(commands)
     return parser
 
