@@ -6,9 +6,9 @@ Coordinates are metres in the table frame: the table top is ``z = 0``, the robot
 
 Splits are the checkerboard of :class:`~metarobot.tasks.SplitRule` over all of a family's
 parameters, so train and test tasks are disjoint by construction. As in Meta-World's ML1, each
-family also has canonical sets of 50 train and 50 test tasks, :meth:`BenchmarkFamily.
-benchmark_tasks`, which are ``sample_tasks(50, split, seed=42)`` (42 is the seed of Meta-World's
-README); ``sample_tasks`` draws as many more as wanted.
+family also has canonical sets of 50 train and 50 test tasks,
+:meth:`BenchmarkFamily.benchmark_tasks`, which are ``sample_tasks(50, split, seed=42)`` (42 is
+the seed of Meta-World's README); ``sample_tasks`` draws as many more as wanted.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ HAND_START = np.array([-0.15, 0.0, 0.15])
 WORKSPACE_LOW = np.array([-0.25, -0.3, 0.02])
 WORKSPACE_HIGH = np.array([0.25, 0.3, 0.35])
 
-# Reach leaves the object where Meta-World's reach-v3 does: on the table, out of the way.
+# Reach keeps the object on the table, unused, as Meta-World's reach-v3 does (below the hand's
+# path to any goal, so the scene and observation layout are those of the other families).
 REACH_OBJECT_XY = (-0.05, 0.0)
 
 

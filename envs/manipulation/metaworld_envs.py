@@ -78,14 +78,13 @@ class _MetaWorldML1(MetaEnv):
 
     def _check_ranges(self) -> None:
         space = self._inner._random_reset_space
-        specs = self.family.specs
-        if not (
-            np.array_equal(space.low, [s.low for s in specs])
-            and np.array_equal(space.high, [s.high for s in specs])
+        low, high = [s.low for s in self.family.specs], [s.high for s in self.family.specs]
+        if space is None or not (
+            np.array_equal(space.low, low) and np.array_equal(space.high, high)
         ):
             raise RuntimeError(
                 f"{self.family.name}: Meta-World's {self.family.env_name} now draws tasks from "
-                f"[{space.low}, {space.high}], not the ranges this adapter declares"
+                f"{space}, not from [{low}, {high}] as this adapter declares"
             )
 
     def _apply_task(self, task: Task) -> None:

@@ -22,14 +22,13 @@ from types import ModuleType
 
 import numpy as np
 
-from envs.manipulation.families import BenchmarkFamily, axis_specs
+from envs.manipulation.families import BENCHMARK_SIZE, BenchmarkFamily, axis_specs
 from metarobot.tasks import SPLITS, ParamValue, Split, SplitRule, Task
 
 INSTALL_HINT = (
     "Meta-World families need the metaworld extra: pip install 'metarobot[metaworld]'. "
     "Meta-World pins mujoco==3.3.0, so install it into a virtual environment of its own."
 )
-_N_TASKS = 50
 
 
 def metaworld_installed() -> bool:
@@ -106,7 +105,7 @@ class MetaWorldFamily(BenchmarkFamily):
         rng = np.random.default_rng([seed, SPLITS.index(split)])
         order: list[int] = []
         while len(order) < n:
-            order.extend(rng.permutation(_N_TASKS).tolist())
+            order.extend(rng.permutation(BENCHMARK_SIZE).tolist())
         vectors = self._sets()[split]
         return [self._task(vectors[k], split, i) for i, k in enumerate(order[:n])]
 

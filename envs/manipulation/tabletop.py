@@ -164,8 +164,8 @@ class PickPlaceParamsEnv(PickPlaceEnv):
 
     family = PICK_PLACE_PARAMS
 
-    def __init__(self, task: Task | None = None, **kwargs: Any):
-        super().__init__(None, **kwargs)
+    def __init__(self, task: Task | None = None, horizon: int | None = None, **kwargs: Any):
+        super().__init__(None, horizon, **kwargs)  # the task needs the physics, built next
         self._physics = ObjectPhysics(self.model, "object")
         if task is not None:
             self.set_task(coerce_task(task))
