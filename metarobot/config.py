@@ -30,7 +30,7 @@ class RunConfig:
 
     Attributes:
         family: Task family to meta-train on (``metarobot list`` shows them).
-        agent: Meta-learner name (``maml``).
+        agent: Meta-learner name (a key of ``agents.AGENTS``: maml, reptile, leo).
         iterations: Outer-loop updates.
         meta_batch_size: Train tasks sampled per iteration (MAML: 40; 20 for 2D navigation).
         episodes_per_task: Episodes per task for each inner step and for validation (MAML: 20).
