@@ -19,3 +19,5 @@ echo "== the same adaptation from the untrained policy (checkpoint 0) =="
 metarobot evaluate "$RUN" --split test --tasks 40 --adapt-steps 2 --checkpoint 0
 echo "== after meta-training =="
 metarobot evaluate "$RUN" --split test --tasks 40 --adapt-steps 2
+echo "== a video of one unseen goal, before and after one and two adaptation steps =="
+metarobot render "$RUN" --task test:0 --adapt-steps 0,1,2 --frames 4 --width 320 --height 240
