@@ -15,9 +15,16 @@ from agents.base import Agent, MetaBatch, config_from_mapping
 from agents.leo import LEO, LEOConfig
 from agents.maml import MAML, MAMLConfig
 from agents.reptile import Reptile, ReptileConfig
+from agents.sb3 import PPOConfig, PPOMultiTask, PPOMultiTaskConfig, PPOScratch
 from metarobot.policies import GaussianMLPPolicy
 
-AGENTS: dict[str, type[Agent[Any]]] = {"maml": MAML, "reptile": Reptile, "leo": LEO}
+AGENTS: dict[str, type[Agent[Any]]] = {
+    "maml": MAML,
+    "reptile": Reptile,
+    "leo": LEO,
+    "ppo-scratch": PPOScratch,
+    "ppo-multitask": PPOMultiTask,
+}
 
 __all__ = [
     "AGENTS",
@@ -27,6 +34,10 @@ __all__ = [
     "LEOConfig",
     "MAMLConfig",
     "MetaBatch",
+    "PPOConfig",
+    "PPOMultiTask",
+    "PPOMultiTaskConfig",
+    "PPOScratch",
     "Reptile",
     "ReptileConfig",
     "make_agent",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -20,13 +20,21 @@ from agents.base import Agent
 from metarobot.checkpoints import checkpoint_path, list_checkpoints, load_checkpoint
 from metarobot.config import RunConfig, load_config
 from metarobot.policies import GaussianMLPPolicy
-from metarobot.sampling import Sampler, make_sampler
+from metarobot.sampling import EnvFn, Sampler, make_sampler
 from metarobot.tasks import TaskFamily
 
 
 def derive_seed(*keys: int) -> int:
     """A 32-bit seed from a tuple of integers (run seed, iteration, step, ...)."""
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
+@runtime_checkable
+class UsesEnvironments(Protocol):
+    """An agent that also steps environments of its own (multi-task PPO pretrains on them)."""
+
+    def use_environments(self, env_fn: EnvFn, family: TaskFamily, seed: int) -> None:
+        """Receive the run's env factory, its family (to draw train tasks) and a seed."""
 
 
 @dataclass
@@ -65,6 +73,8 @@ def build(config: RunConfig, agent_config: Any = None) -> RunParts:
     policy = GaussianMLPPolicy(obs_dim, act_dim, config.hidden_sizes)
     agent = agents.make_agent(config.agent, policy, agent_config, config.device)
     env_fn = functools.partial(envs.make, config.family, horizon=config.horizon)
+    if isinstance(agent, UsesEnvironments):
+        agent.use_environments(env_fn, family, derive_seed(config.seed, 0x5B3))
     sampler = make_sampler(config.backend, env_fn, agent.policy, config.workers)
     return RunParts(config, family, agent, sampler)
 

@@ -17,7 +17,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--config", type=Path, help="TOML file with [run] and [agent] tables")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--family", help="task family (see `metarobot list`)")
-    parser.add_argument("--agent", help="meta-learner: maml, reptile or leo")
+    parser.add_argument(
+        "--agent", help="agent: maml, reptile, leo, ppo-scratch or ppo-multitask (baselines)"
+    )
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--meta-batch-size", type=int, help="train tasks per iteration")
     parser.add_argument("--episodes-per-task", type=int, help="rollouts per task and step")

@@ -1,0 +1,234 @@
+"""SB3 PPO baselines: weight transfer, step budgets, the task-resampling env, adaptation, resume."""
+
+import functools
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.env_checker import check_env
+
+import envs
+from agents import AGENTS, MetaBatch, PPOMultiTask, PPOScratch
+from agents.sb3 import TaskResampling, make_multitask_env
+from agents.sb3.ppo import isolated_rng
+from agents.sb3.transfer import actor_params, load_actor, rollout_buffer
+from metarobot.checkpoints import load_checkpoint, save_checkpoint
+from metarobot.config import RunConfig
+from metarobot.policies import GaussianMLPPolicy, Params, expand_params
+from metarobot.runs import RunParts, build, resolve
+from tests.metarobot.test_training import TINY
+
+HORIZON = TINY.horizon
+
+
+@pytest.fixture
+def scratch() -> Iterator[RunParts]:
+    parts = build(resolve(replace(TINY, agent="ppo-scratch")), {"batch_size": 8, "n_epochs": 2})
+    yield parts
+    parts.close()
+
+
+def multitask_parts(**agent_config: int) -> RunParts:
+    config = resolve(replace(TINY, agent="ppo-multitask"))
+    return build(config, {"n_steps": 16, "n_envs": 2, "batch_size": 8, **agent_config})
+
+
+def random_params(policy: GaussianMLPPolicy, seed: int) -> Params:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        name: torch.randn(p.shape, generator=generator) * 0.5
+        for name, p in policy.meta_parameters().items()
+    }
+
+
+def sample(parts: RunParts, params: Params | None = None, tasks: int = 2, seed: int = 0):
+    task_list = parts.family.sample_tasks(tasks, "test", seed=seed)
+    if params is None:
+        meta = parts.agent.policy.meta_parameters()
+        params = expand_params({k: v.detach() for k, v in meta.items()}, tasks)
+    return parts.sampler.sample(task_list, params, TINY.episodes_per_task, seed=seed)
+
+
+def test_both_baselines_are_registered() -> None:
+    assert AGENTS["ppo-scratch"] is PPOScratch and AGENTS["ppo-multitask"] is PPOMultiTask
+
+
+def test_sb3_actor_gives_the_same_actions_and_log_probs(scratch: RunParts) -> None:
+    policy, sb3 = scratch.agent.policy, scratch.agent.learner.policy
+    params = random_params(policy, seed=1)
+    load_actor(sb3, policy, params)
+    obs = torch.randn(32, policy.obs_dim)
+    ours = policy.distribution(obs, params)
+    theirs = sb3.get_distribution(obs).distribution
+    actions = ours.sample()
+    torch.testing.assert_close(theirs.mean, ours.mean)
+    torch.testing.assert_close(theirs.stddev, ours.stddev)
+    torch.testing.assert_close(sb3._predict(obs, deterministic=True), ours.mean)
+    _, log_probs, _ = sb3.evaluate_actions(obs, actions)
+    torch.testing.assert_close(log_probs, ours.log_prob(actions).sum(-1))
+    back = actor_params(sb3, policy)
+    assert back.keys() == params.keys()
+    for name in params:
+        torch.testing.assert_close(back[name], params[name], rtol=0, atol=0)
+
+
+def test_buffer_holds_the_sampled_steps_with_the_samplers_log_probs(scratch: RunParts) -> None:
+    agent = scratch.agent
+    params = expand_params(random_params(agent.policy, seed=2), 1)
+    episodes = sample(scratch, params, tasks=1)
+    load_actor(agent.learner.policy, agent.policy, {k: v[0] for k, v in params.items()})
+    buffer = rollout_buffer(agent.learner.policy, episodes, gamma=0.99, gae_lambda=0.95)
+    steps = TINY.episodes_per_task * HORIZON  # the budget of one adaptation step
+    assert buffer.buffer_size == steps == int(episodes.masks.sum()) and buffer.full
+    np.testing.assert_array_equal(
+        buffer.episode_starts[:, 0], np.tile(np.eye(1, HORIZON)[0], TINY.episodes_per_task)
+    )
+    np.testing.assert_allclose(
+        buffer.log_probs[:, 0], episodes.log_probs.flatten().numpy(), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(buffer.rewards[:, 0], episodes.rewards.flatten().numpy())
+    # The end of each episode is terminal: the last advantage is the reward minus the value.
+    last = steps - 1
+    assert buffer.advantages[last, 0] == pytest.approx(
+        buffer.rewards[last, 0] - buffer.values[last, 0], abs=1e-5
+    )
+
+
+def test_actor_layer_mismatch_is_refused(scratch: RunParts) -> None:
+    other = GaussianMLPPolicy(scratch.agent.policy.obs_dim, 2, hidden_sizes=(8, 8))
+    with pytest.raises(ValueError, match="do not match"):
+        load_actor(scratch.agent.learner.policy, other, other.meta_parameters())
+
+
+def test_adapt_is_ppo_per_task_and_keeps_the_template(scratch: RunParts) -> None:
+    agent = scratch.agent
+    assert agent.num_inner_steps == 0
+    before = agent.state_dict()
+    episodes = sample(scratch)
+    adapted = agent.adapt(episodes)
+    again = agent.adapt(episodes)
+    for name, meta in agent.policy.meta_parameters().items():
+        assert adapted[name].shape == (2, *meta.shape)
+        assert not torch.equal(adapted[name][0], adapted[name][1])  # each task its own update
+        torch.testing.assert_close(again[name], adapted[name], rtol=0, atol=0)  # deterministic
+    after = agent.state_dict()
+    for key in ("policy", "sb3_policy"):
+        for name, value in before[key].items():
+            torch.testing.assert_close(after[key][name], value, rtol=0, atol=0)
+    assert agent.meta_update(MetaBatch(train=[], valid=episodes)) == {}
+
+
+def test_adapted_params_continue_their_task_run(scratch: RunParts) -> None:
+    """A second step continues each task's PPO run (critic, Adam), unless its params are new."""
+    agent = scratch.agent
+    first = agent.adapt(sample(scratch, seed=1))
+    second = sample(scratch, first, seed=2)
+    continued = agent.adapt(second, first)
+    agent.adapt(sample(scratch, seed=3))  # forget the runs of `first`
+    restarted = agent.adapt(second, first)
+    assert not torch.equal(continued["log_std"], restarted["log_std"])
+
+
+def test_resampling_env_draws_a_train_task_every_reset() -> None:
+    family = envs.get_family("PointNav2D")
+    env = TaskResampling(envs.make("PointNav2D", horizon=HORIZON), family)
+    tasks = []
+    for episode in range(4):
+        env.reset(seed=5 if episode == 0 else None)
+        assert env.task is not None and env.task.split == "train"
+        assert env.unwrapped.task == env.task  # type: ignore[attr-defined]
+        tasks.append(env.task)
+    assert len(set(tasks)) == 4
+    env.reset(seed=5)
+    assert env.task == tasks[0]  # seeded: the same task sequence
+
+
+def test_multitask_env_passes_sb3_check_and_ends_at_the_horizon() -> None:
+    env_fn = functools.partial(envs.make, "PointNav2D", horizon=HORIZON)
+    env = make_multitask_env(env_fn, envs.get_family("PointNav2D"))
+    check_env(env)
+    env.reset(seed=0)
+    for step in range(1, HORIZON + 1):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert not terminated and truncated == (step == HORIZON)
+
+
+def test_multitask_budget_matches_the_meta_learner_in_whole_rollouts() -> None:
+    parts = multitask_parts(matched_inner_steps=2)
+    agent = parts.agent
+    assert isinstance(agent, PPOMultiTask)
+    valid = sample(parts, tasks=3)
+    per_iteration = 3 * 3 * TINY.episodes_per_task * HORIZON  # (k + 1) x N x E x T = 180
+    rollout = 16 * 2
+    taken = []
+    for iteration in range(1, 4):
+        metrics = agent.meta_update(MetaBatch(train=[], valid=valid))
+        assert metrics["pretrain/budget"] == iteration * per_iteration
+        assert 0 <= metrics["pretrain/env_steps"] - iteration * per_iteration < rollout
+        assert metrics["pretrain/env_steps"] % rollout == 0
+        taken.append(metrics["pretrain/env_steps"])
+    assert taken == [192, 384, 544]
+    # The environments really took those steps, no more (SB3's Monitor counts them).
+    monitors = agent.learner.get_env().envs  # type: ignore[union-attr]
+    assert sum(m.get_total_steps() for m in monitors) == taken[-1]
+    parts.close()
+
+    fixed = multitask_parts(pretrain_steps=100)
+    metrics = fixed.agent.meta_update(MetaBatch(train=[], valid=valid))
+    assert metrics["pretrain/budget"] == 100 and metrics["pretrain/env_steps"] == 128
+    fixed.close()
+
+
+def test_multitask_pretraining_moves_the_policy_and_resumes_exactly(tmp_path) -> None:
+    parts = multitask_parts()
+    agent = parts.agent
+    valid = sample(parts)
+    batch = MetaBatch(train=[], valid=valid)
+    start = {k: v.detach().clone() for k, v in agent.policy.meta_parameters().items()}
+    agent.meta_update(batch)
+    assert not torch.equal(agent.policy.meta_parameters()["log_std"], start["log_std"])
+    save_checkpoint(tmp_path / "state.pt", {"agent": agent.state_dict()})
+
+    resumed = multitask_parts()
+    resumed.agent.load_state_dict(load_checkpoint(tmp_path / "state.pt")["agent"])
+    for run in (agent, resumed.agent):
+        run.meta_update(batch)
+    expected, got = agent.state_dict(), resumed.agent.state_dict()
+    assert got["updates"] == expected["updates"] == 2
+    for key in ("policy", "sb3_policy"):
+        for name, value in expected[key].items():
+            torch.testing.assert_close(got[key][name], value, rtol=0, atol=0)
+    parts.close()
+    resumed.close()
+
+
+def test_isolated_rng_leaves_global_generators_as_they_were() -> None:
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    with isolated_rng(123):
+        seeded = torch.rand(3)
+    with isolated_rng(123):
+        torch.testing.assert_close(torch.rand(3), seeded)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_baselines_need_environments_and_valid_configs() -> None:
+    policy = GaussianMLPPolicy(4, 2, hidden_sizes=(8,))
+    with pytest.raises(RuntimeError, match="use_environments"):
+        PPOScratch(policy).state_dict()
+    with pytest.raises(ValueError, match="batch_size=1"):
+        AGENTS["ppo-multitask"].config_class(batch_size=1)
+    with pytest.raises(ValueError, match="n_envs=0"):
+        AGENTS["ppo-multitask"].config_class(n_envs=0)
+
+
+def test_checkpoint_zero_of_ppo_scratch_is_every_agents_initial_policy() -> None:
+    config = resolve(replace(TINY, agent="ppo-scratch"))
+    scratch, maml = build(config), build(resolve(RunConfig(**{**vars(config), "agent": "maml"})))
+    for name, value in maml.agent.policy.state_dict().items():
+        torch.testing.assert_close(scratch.agent.policy.state_dict()[name], value, rtol=0, atol=0)
+    scratch.close()
+    maml.close()
