@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from metarobot.cli import evaluate, list_families, render, train
+from metarobot.cli import evaluate, list_families, render, report, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="metarobot", description="Meta reinforcement learning on simulated MuJoCo robots."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (list_families, train, evaluate, render):
+    for module in (list_families, train, evaluate, render, report):
         module.add_parser(commands)
     return parser
 

@@ -1,0 +1,54 @@
+"""``metarobot report``: compare agents' adaptation on the same tasks, as Markdown and PNG."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from metarobot.cli import evaluate
+
+
+def add_parser(commands: Any) -> None:
+    """Register the ``report`` sub-command."""
+    parser = commands.add_parser(
+        "report", help="compare agents: one table and one plot over runs and seeds"
+    )
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        help="run directories (their latest evaluation of --split) or evaluation JSON files",
+    )
+    parser.add_argument("--out", type=Path, default=Path("report"), help="output folder")
+    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="first evaluate each run's latest checkpoint, as `metarobot evaluate` does",
+    )
+    group = parser.add_argument_group("with --evaluate")
+    group.add_argument("--tasks", type=int, default=evaluate.EVAL_TASKS, help="number of tasks")
+    group.add_argument("--adapt-steps", type=int, default=3, help="largest number of steps K")
+    group.add_argument("--rollouts", type=int, help="episodes per task and step (default: run's)")
+    group.add_argument("--seed", type=int, default=evaluate.EVAL_SEED, help="tasks and rollouts")
+    group.add_argument("--device", choices=("cpu", "cuda"))
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate if asked, pool runs by agent, write the report and print its return table."""
+    from metarobot.report import comparison_table, load_evaluation, pool, write_report
+
+    if args.evaluate:
+        for run_dir in args.runs:
+            evaluate.run(
+                argparse.Namespace(
+                    **{**vars(args), "run_dir": run_dir, "checkpoint": None, "out": None}
+                )
+            )
+    rows = pool([load_evaluation(path, args.split) for path in args.runs])
+    paths = write_report(rows, args.out)
+    print(comparison_table(rows, "return"))
+    print("\nwrote " + ", ".join(str(p) for p in paths))
+    return 0
