@@ -1,16 +1,23 @@
-"""The sampler interface, the rollout loop every backend shares, and the in-process backend.
+"""The sampler interface, the lockstep rollout loop, and the in-process backend.
 
-A backend only owns environments: it resets them and steps the active ones into
+A lockstep backend only owns environments: it resets them and steps the active ones into
 :class:`~metarobot.sampling._envs.StepBuffers`. Everything else (the batched forward pass,
-action noise, clipping, masks, bookkeeping) happens here, in the driver process, identically
-for every backend; the backends therefore produce the same ``Episodes`` bit for bit.
+action noise, clipping, masks, bookkeeping) happens in :class:`LockstepSampler`, in one
+process, identically for every backend; the backends therefore produce the same ``Episodes``
+bit for bit. The Ray backend runs that same loop on its actors, one slice of the tasks each.
+
+Every random draw is addressed by the episode's position ``(task, episode)`` in the call,
+never by the order of draws: an episode depends only on the seed, its position, its task and
+its parameters. This is what lets a backend split a call into pieces (Ray actors) and re-run a
+lost piece alone, and still return what one process would have.
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -59,27 +66,59 @@ class SamplerStats:
         return self.env_steps / self.seconds if self.seconds > 0 else 0.0
 
 
-def episode_seeds(seed: int, num_tasks: int, episodes_per_task: int) -> np.ndarray:
+Adapt = Callable[[Episodes, Params], Params]
+"""An inner-loop update: episodes sampled with per-task parameters -> adapted parameters."""
+
+
+class NonFiniteParametersError(ValueError):
+    """Policy parameters given to a sampler hold NaN or infinity (e.g. a diverged inner step).
+
+    Sampling with them would only send NaN actions to the environments; the training loop
+    catches this error to skip the iteration and keep its last good parameters.
+    """
+
+
+def episode_seeds(
+    seed: int, num_tasks: int, episodes_per_task: int, first_task: int = 0
+) -> np.ndarray:
     """The ``env.reset`` seed of every episode, ``[N, E]`` uint64.
 
-    Each comes from ``numpy.random.SeedSequence(seed, spawn_key=(0, task, episode))``, so an
-    episode's start depends only on the seed and its position, never on the backend, the number
-    of workers or the other episodes of the call.
+    Each comes from ``numpy.random.SeedSequence(seed, spawn_key=(0, task, episode))`` with
+    ``task`` counted from ``first_task``, so an episode's start depends only on the seed and its
+    position, never on the backend, the number of workers or the other episodes of the call.
     """
     _check_seed(seed)
     seeds = np.empty((num_tasks, episodes_per_task), dtype=np.uint64)
     for n in range(num_tasks):
         for e in range(episodes_per_task):
-            sequence = np.random.SeedSequence(seed, spawn_key=(_ENV_STREAM, n, e))
+            sequence = np.random.SeedSequence(seed, spawn_key=(_ENV_STREAM, first_task + n, e))
             seeds[n, e] = sequence.generate_state(1, np.uint64)[0]
     return seeds
 
 
-def action_seed(seed: int) -> int:
-    """The seed of the ``torch.Generator`` that draws the action noise of a call."""
+def action_noise(
+    seed: int,
+    num_tasks: int,
+    episodes_per_task: int,
+    horizon: int,
+    act_dim: int,
+    first_task: int = 0,
+) -> np.ndarray:
+    """Standard normal action noise of every episode and step, ``[N, E, T, act_dim]`` float64.
+
+    Episode ``(task, episode)`` draws its ``[T, act_dim]`` block from its own generator, seeded
+    with ``SeedSequence(seed, spawn_key=(1, task, episode))`` (``task`` counted from
+    ``first_task``). Drawn per episode rather than per step for the whole batch, the noise of an
+    episode is the same whichever process samples it and whatever else that process samples.
+    It is drawn on the CPU, in float64, so that it does not depend on the policy's device either.
+    """
     _check_seed(seed)
-    sequence = np.random.SeedSequence(seed, spawn_key=(_ACTION_STREAM,))
-    return int(sequence.generate_state(1, np.uint64)[0])
+    noise = np.empty((num_tasks, episodes_per_task, horizon, act_dim), dtype=np.float64)
+    for n in range(num_tasks):
+        for e in range(episodes_per_task):
+            sequence = np.random.SeedSequence(seed, spawn_key=(_ACTION_STREAM, first_task + n, e))
+            np.random.default_rng(sequence).standard_normal(out=noise[n, e])
+    return noise
 
 
 def _check_seed(seed: int) -> None:
@@ -88,17 +127,12 @@ def _check_seed(seed: int) -> None:
 
 
 class Sampler(ABC):
-    """Collects ``E`` episodes for each of ``N`` tasks, all environments in lockstep.
+    """Collects ``E`` episodes for each of ``N`` tasks, task ``i`` with its own parameters.
 
-    Each step gathers every observation into one ``[N, E, obs_dim]`` tensor on the policy's
-    device, runs one batched forward pass (``policy.batched_distribution``), draws the action
-    noise there from a ``torch.Generator`` seeded from ``seed`` (so the noise does not depend on
-    the backend), stores the raw actions and their log-probabilities, and sends the actions,
-    clipped to the action space, to the environments. An episode ends at termination,
-    truncation or the horizon; stepping stops once every episode has ended.
-
-    Subclasses provide the environments (:meth:`_reset_envs`, :meth:`_step_envs`). Use a sampler
-    as a context manager, or call :meth:`close`, to release its environments and workers.
+    This is the interface every backend implements (:meth:`_sample`) and the checks they share.
+    The same seed gives the same episodes on every backend; see the module docstring for why.
+    Use a sampler as a context manager, or call :meth:`close`, to release its environments and
+    workers.
 
     Args:
         env_fn: Picklable factory of one bare env (``set_task``, ``horizon``, 1-D Box spaces),
@@ -122,8 +156,6 @@ class Sampler(ABC):
                     f"policy {attr}={expected} does not match the environment's {attr}={size}"
                 )
         self.env_spec = spec
-        self._action_low = np.asarray(spec.action_low, dtype=np.float32)
-        self._action_high = np.asarray(spec.action_high, dtype=np.float32)
 
     def sample(
         self,
@@ -132,6 +164,7 @@ class Sampler(ABC):
         episodes_per_task: int,
         seed: int,
         horizon: int | None = None,
+        first_task: int = 0,
     ) -> Episodes:
         """Roll out ``episodes_per_task`` episodes of every task, task ``i`` with ``params[i]``.
 
@@ -141,44 +174,108 @@ class Sampler(ABC):
                 policy's device (``expand_params`` broadcasts one set to all tasks).
             episodes_per_task: ``E``.
             seed: Drives the env resets (see :func:`episode_seeds`) and the action noise (see
-                :func:`action_seed`); the same seed gives the same episodes. An episode's reset
-                depends only on the seed and its ``(task, episode)`` position; its action noise,
-                drawn for the whole ``[N, E]`` batch at once, also on ``N`` and ``E``.
+                :func:`action_noise`); the same seed gives the same episodes. An episode depends
+                only on the seed, its ``(task, episode)`` position, its task and parameters.
             horizon: Episode length cap ``T``; the env's ``horizon`` when ``None``.
+            first_task: Position of ``tasks[0]`` in a larger batch that this call is a slice
+                of: the slices of a batch, sampled with their offsets, together equal the batch.
 
         Returns:
-            ``Episodes`` of shape ``[N, E, T]`` on the policy's device; steps after an episode
-            ended are zero padding with mask 0.
+            ``Episodes`` of shape ``[N, E, T]`` on the parameters' device; steps after an
+            episode ended are zero padding with mask 0.
 
         Raises:
             ValueError: On an empty task list, mismatched parameters, or a bad count or seed.
-            RuntimeError: If the sampler is closed, or (process backend) a worker failed.
+            NonFiniteParametersError: If a parameter holds NaN or infinity.
+            RuntimeError: If the sampler is closed, or a worker failed.
         """
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed")
         tasks = list(tasks)
-        device, dtype = self._check_call(tasks, params, episodes_per_task, horizon)
-        env_seeds = episode_seeds(seed, len(tasks), episodes_per_task)
+        self._check_call(tasks, params, episodes_per_task, horizon, first_task)
+        _check_seed(seed)
         horizon = self.env_spec.horizon if horizon is None else horizon
-        started = time.perf_counter()
-        with torch.no_grad():
-            return self._rollout(
-                tasks, params, episodes_per_task, env_seeds, seed, horizon, device, dtype, started
+        return self._sample(tasks, params, episodes_per_task, seed, horizon, first_task)
+
+    @abstractmethod
+    def _sample(
+        self,
+        tasks: list[Task],
+        params: Params,
+        episodes_per_task: int,
+        seed: int,
+        horizon: int,
+        first_task: int,
+    ) -> Episodes:
+        """:meth:`sample` on checked arguments; also sets :attr:`last_stats`."""
+
+    def sample_adaptation(
+        self,
+        tasks: Sequence[Task],
+        params: Params,
+        episodes_per_task: int,
+        seeds: Sequence[int],
+        adapt: Adapt,
+        horizon: int | None = None,
+        first_task: int = 0,
+        on_workers: bool = False,
+    ) -> list[Episodes]:
+        """Sample, adapt, sample again: one ``Episodes`` per seed, adapted in between.
+
+        Round ``k`` is sampled with ``seeds[k]`` and the parameters after ``k`` calls of
+        ``adapt``, which receives the episodes of the round before and their parameters. This
+        is the data of one meta-training iteration: the adaptation rounds, then the validation
+        round (the last).
+
+        Args:
+            tasks: The ``N`` tasks.
+            params: Per-task parameters of the first round.
+            episodes_per_task: ``E``, in every round.
+            seeds: One seed per round.
+            adapt: The inner-loop update.
+            horizon: As in :meth:`sample`.
+            first_task: As in :meth:`sample`.
+            on_workers: Adapt where the episodes are sampled (the Ray backend's actors, on
+                their CPUs) instead of in this process; ``adapt`` must then be picklable.
+
+        Raises:
+            ValueError: If ``on_workers`` is set on a backend without workers that can adapt.
+        """
+        if on_workers:
+            raise ValueError(
+                f"{type(self).__name__} adapts in this process only; adaptation on the "
+                "workers needs the 'ray' backend"
             )
+        rounds: list[Episodes] = []
+        for seed in seeds:
+            if rounds:
+                params = adapt(rounds[-1], params)
+            rounds.append(self.sample(tasks, params, episodes_per_task, seed, horizon, first_task))
+        return rounds
 
     def _check_call(
-        self, tasks: list[Task], params: Params, episodes_per_task: int, horizon: int | None
-    ) -> tuple[torch.device, torch.dtype]:
+        self,
+        tasks: list[Task],
+        params: Params,
+        episodes_per_task: int,
+        horizon: int | None,
+        first_task: int,
+    ) -> None:
         if not tasks:
             raise ValueError("tasks is empty; give at least one task")
         for task in tasks:
             if not isinstance(task, Task):
                 raise ValueError(f"tasks must be metarobot Task records, got {task!r}")
-        for name, value in (("episodes_per_task", episodes_per_task), ("horizon", horizon)):
+        for name, value, least in (
+            ("episodes_per_task", episodes_per_task, 1),
+            ("horizon", horizon, 1),
+            ("first_task", first_task, 0),
+        ):
             if value is None and name == "horizon":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+                kind = "positive" if least else "non-negative"
+                raise ValueError(f"{name} must be a {kind} int, got {value!r}")
         if not params:
             raise ValueError("params is empty; pass the policy parameters batched over tasks")
         first = next(iter(params.values()))
@@ -200,23 +297,117 @@ class Sampler(ABC):
                     f"params are on {first.device} but the policy is on {own.device}; "
                     "move them to the policy's device"
                 )
-        return first.device, first.dtype
+        for name, tensor in params.items():
+            finite = torch.isfinite(tensor).flatten(1).all(dim=1)
+            if not bool(finite.all()):
+                bad = (~finite).nonzero().flatten().add(first_task).tolist()
+                raise NonFiniteParametersError(
+                    f"params[{name!r}] holds NaN or infinity for tasks {bad}"
+                )
+
+    def close(self) -> None:
+        """Release the environments (and workers); the sampler cannot sample afterwards."""
+        self._closed = True
+
+    def __enter__(self) -> Sampler:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_ALIGN_TASKS = 16
+"""Period, in tasks, of the forward pass's memory layout; see :class:`LockstepSampler`."""
+
+
+@contextmanager
+def _single_threaded(device: torch.device) -> Iterator[None]:
+    """Run CPU torch work with one intra-op thread, restoring the previous count after.
+
+    With several threads, a CPU matrix product is split differently for different batch shapes
+    (one task alone takes another path than the same task in a batch), and the results then
+    differ in the last bits. One thread is also what training runs use: the policy's matrices
+    are small, and more threads only fight the env workers for cores.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class LockstepSampler(Sampler):
+    """Steps all ``N x E`` environments in lockstep, one batched forward pass per step.
+
+    Each step gathers every observation into one ``[N, E, obs_dim]`` tensor on the policy's
+    device, runs one batched forward pass (``policy.batched_distribution``), adds the action
+    noise of :func:`action_noise` scaled by the policy's standard deviation, stores the raw
+    actions and their log-probabilities, and sends the actions, clipped to the action space, to
+    the environments. An episode ends at termination, truncation or the horizon; stepping stops
+    once every episode has ended.
+
+    A slice of a batch (``first_task > 0``, as a Ray actor samples) gives bitwise the rows the
+    whole batch gives, which takes care on the CPU: the matrix kernels' rounding depends on the
+    alignment of each task's rows in memory, so the forward pass runs on fresh tensors (64-byte
+    aligned) with ``first_task % 16`` zero tasks in front of the slice. Every task's rows, and
+    those of every intermediate result, then start at the same offset modulo 64 bytes as in the
+    whole batch. The forward pass also runs single-threaded (:func:`_single_threaded`).
+
+    Subclasses provide the environments (:meth:`_reset_envs`, :meth:`_step_envs`).
+    """
+
+    def _set_spec(self, spec: EnvSpec) -> None:
+        super()._set_spec(spec)
+        self._action_low = np.asarray(spec.action_low, dtype=np.float32)
+        self._action_high = np.asarray(spec.action_high, dtype=np.float32)
+
+    def _sample(
+        self,
+        tasks: list[Task],
+        params: Params,
+        episodes_per_task: int,
+        seed: int,
+        horizon: int,
+        first_task: int,
+    ) -> Episodes:
+        started = time.perf_counter()
+        n, e = len(tasks), episodes_per_task
+        env_seeds = episode_seeds(seed, n, e, first_task)
+        noise = action_noise(seed, n, e, horizon, self.env_spec.act_dim, first_task)
+        pad = first_task % _ALIGN_TASKS
+        # Fresh memory (never a broadcast or offset view) laid out as the whole batch's.
+        params = {
+            name: torch.cat([p.new_zeros((pad, *p.shape[1:])), p.detach()])
+            for name, p in params.items()
+        }
+        first = next(iter(params.values()))
+        with torch.no_grad(), _single_threaded(first.device):
+            return self._rollout(tasks, params, pad, env_seeds, noise, started)
 
     def _rollout(
         self,
         tasks: list[Task],
         params: Params,
-        num_episodes: int,
+        pad: int,
         env_seeds: np.ndarray,
-        seed: int,
-        horizon: int,
-        device: torch.device,
-        dtype: torch.dtype,
+        noise_array: np.ndarray,
         started: float,
     ) -> Episodes:
-        n, e, t_max = len(tasks), num_episodes, horizon
+        """The loop; ``params`` hold ``pad`` zero tasks in front (see the class docstring)."""
+        n, e, t_max = noise_array.shape[:3]
         m = n * e
         obs_dim, act_dim = self.env_spec.obs_dim, self.env_spec.act_dim
+        first = next(iter(params.values()))
+        device, dtype = first.device, first.dtype
 
         env_tasks = [task for task in tasks for _ in range(e)]
         buffers = self._reset_envs(env_tasks, env_seeds.reshape(-1).tolist())
@@ -237,9 +428,10 @@ class Sampler(ABC):
         ended = np.empty(m, dtype=np.bool_)
         actions_hist = torch.zeros((t_max, n, e, act_dim), device=device, dtype=dtype)
         log_prob_hist = torch.zeros((t_max, n, e), device=device, dtype=dtype)
-        noise = torch.empty((n, e, act_dim), device=device, dtype=dtype)
-        generator = torch.Generator(device=device)
-        generator.manual_seed(action_seed(seed))
+        # Time-major, like the histories: each step reads one contiguous block.
+        noise = torch.from_numpy(np.ascontiguousarray(np.moveaxis(noise_array, 2, 0)))
+        noise = noise.to(device=device, dtype=dtype)
+        obs_in = torch.zeros((pad + n, e, obs_dim), device=device, dtype=dtype)
         low, high = self._action_low, self._action_high
 
         steps = 0
@@ -247,15 +439,15 @@ class Sampler(ABC):
             mask_hist[t] = active
             obs_hist[t] = obs_now
             tic = time.perf_counter()
-            obs = torch.from_numpy(obs_hist[t]).to(device=device, dtype=dtype).view(n, e, obs_dim)
-            dist = self.policy.batched_distribution(obs, params)
-            if not isinstance(dist, Normal):
+            obs_in[pad:].copy_(torch.from_numpy(obs_hist[t]).view(n, e, obs_dim))
+            padded = self.policy.batched_distribution(obs_in, params)
+            if not isinstance(padded, Normal):
                 raise TypeError(
-                    f"batched_distribution must return a torch Normal, got {type(dist).__name__}"
+                    f"batched_distribution must return a torch Normal, got {type(padded).__name__}"
                 )
-            torch.randn((n, e, act_dim), generator=generator, out=noise)
+            dist = Normal(padded.loc[pad:], padded.scale[pad:], validate_args=False)
             actions = actions_hist[t]
-            torch.add(dist.loc, dist.scale * noise, out=actions)
+            torch.add(dist.loc, dist.scale * noise[t], out=actions)
             torch.sum(dist.log_prob(actions), dim=-1, out=log_prob_hist[t])
             np.clip(actions.reshape(m, act_dim).cpu().numpy(), low, high, out=actions_now)
             toc = time.perf_counter()
@@ -333,21 +525,6 @@ class Sampler(ABC):
     def _info_slices(self) -> list[tuple[int, int, list[str]]]:
         """``(lo, hi, keys)`` per env slice: info slot ``k`` of rows ``lo..hi`` is ``keys[k]``."""
 
-    def close(self) -> None:
-        """Release the environments (and workers); the sampler cannot sample afterwards."""
-        self._closed = True
-
-    def __enter__(self) -> Sampler:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def _task_major(values: np.ndarray, n: int, e: int, device: torch.device) -> torch.Tensor:
     """``[T, N*E, ...]`` numpy -> ``[N, E, T, ...]`` contiguous tensor on ``device``."""
@@ -356,7 +533,7 @@ def _task_major(values: np.ndarray, n: int, e: int, device: torch.device) -> tor
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(batched, 0, 2))).to(device)
 
 
-class LocalSampler(Sampler):
+class LocalSampler(LockstepSampler):
     """In-process backend: the environments live in a list and are stepped one after another.
 
     Args:

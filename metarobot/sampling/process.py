@@ -28,11 +28,11 @@ from metarobot.sampling._envs import (
     StepBuffers,
     worker_main,
 )
-from metarobot.sampling.base import BatchedPolicy, Sampler
+from metarobot.sampling.base import BatchedPolicy, LockstepSampler
 from metarobot.tasks import Task
 
 
-class ProcessSampler(Sampler):
+class ProcessSampler(LockstepSampler):
     """Worker-process backend; gives the same episodes as ``LocalSampler`` bit for bit.
 
     Args:

@@ -16,6 +16,7 @@ from metarobot.policies import GaussianMLPPolicy, Params, expand_params
 from metarobot.sampling import (
     SAMPLER_BACKENDS,
     LocalSampler,
+    NonFiniteParametersError,
     ProcessSampler,
     Sampler,
     episode_seeds,
@@ -90,6 +91,10 @@ class TinyEnv(gymnasium.Env):
 def make_policy() -> GaussianMLPPolicy:
     torch.manual_seed(0)
     return GaussianMLPPolicy(4, 2, hidden_sizes=(16,), init_std=1.0)
+
+
+def rows(params: Params, lo: int, hi: int) -> Params:
+    return {name: value[lo:hi] for name, value in params.items()}
 
 
 def task_params(policy: GaussianMLPPolicy, num_tasks: int) -> Params:
@@ -207,10 +212,54 @@ def test_same_seed_same_episodes_other_seed_others(
     other = local.sample(TASKS, params, episodes_per_task=2, seed=12)
     assert not torch.equal(first.observations[:, :, 0], other.observations[:, :, 0])
     assert not torch.equal(first.actions[:, :, 0], other.actions[:, :, 0])
-    # Resets depend only on the seed and the episode's position; the action noise, drawn for
-    # the whole [N, E] batch at once, also on the batch shape.
-    alone = local.sample(TASKS[:1], task_params(policy, 1), episodes_per_task=2, seed=11)
-    assert torch.equal(alone.observations[0, :, 0], first.observations[0, :, 0])
+    # Resets and action noise depend only on the seed and the episode's position.
+    alone = local.sample(TASKS[:1], rows(params, 0, 1), episodes_per_task=2, seed=11)
+    for name in FIELDS:
+        assert torch.equal(getattr(alone, name)[0], getattr(first, name)[0]), name
+
+
+def test_slices_with_their_offsets_equal_the_whole_batch() -> None:
+    """What lets the Ray backend sample a batch in pieces, and re-sample one piece alone.
+
+    Layers of 50 units and 3 episodes put most tasks' rows at offsets that are not multiples
+    of 64 bytes, where the matrix kernels round differently unless the slice is laid out as in
+    the whole batch."""
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(4, 2, hidden_sizes=(50, 50))
+    tasks = [tiny_task(i, 0.1 * i) for i in range(19)]
+    params = task_params(policy, len(tasks))
+    with LocalSampler(TinyEnv, policy) as sampler:
+        whole = sampler.sample(tasks, params, episodes_per_task=3, seed=21)
+        for lo, hi in [(0, 1), (1, 2), (3, 7), (5, 19), (17, 19)]:
+            piece = sampler.sample(tasks[lo:hi], rows(params, lo, hi), 3, seed=21, first_task=lo)
+            for name in FIELDS:
+                assert torch.equal(getattr(piece, name), getattr(whole, name)[lo:hi]), name
+
+
+def test_forward_pass_is_single_threaded_and_restores_threads() -> None:
+    """With two threads, one task alone (64-unit layers, 5 rows) takes another matmul split
+    than the same task in a batch, and its actions differ in the last bits; one thread agrees."""
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(4, 2, hidden_sizes=(64, 64))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with LocalSampler(TinyEnv, policy) as sampler:
+            params = task_params(policy, 4)
+            whole = sampler.sample(TASKS, params, episodes_per_task=5, seed=8)
+            alone = sampler.sample(TASKS[3:], rows(params, 3, 4), 5, seed=8, first_task=3)
+        assert torch.equal(alone.actions[0], whole.actions[3])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_non_finite_parameters_are_refused(local: Sampler, policy: GaussianMLPPolicy) -> None:
+    params = task_params(policy, 4)
+    params["log_std"] = params["log_std"].clone()
+    params["log_std"][2, 0] = float("nan")
+    with pytest.raises(NonFiniteParametersError, match=r"params\['log_std'\].*tasks \[2\]"):
+        local.sample(TASKS, params, episodes_per_task=1, seed=0)
 
 
 @pytest.mark.parametrize(
@@ -247,9 +296,9 @@ def test_unstable_episodes_are_flagged_and_cut(local: Sampler, policy: GaussianM
 
 
 def test_make_sampler_rejects_unknown_backend(policy: GaussianMLPPolicy) -> None:
-    assert SAMPLER_BACKENDS == ("local", "process")
-    with pytest.raises(ValueError, match=r"unknown sampler backend 'ray'.*local, process"):
-        make_sampler("ray", TinyEnv, policy, workers=1)
+    assert SAMPLER_BACKENDS == ("local", "process", "ray")
+    with pytest.raises(ValueError, match=r"unknown sampler backend 'dask'.*local, process, ray"):
+        make_sampler("dask", TinyEnv, policy, workers=1)
     with pytest.raises(ValueError, match="workers must be 1"):
         make_sampler("local", TinyEnv, policy, workers=2)
     with make_sampler("local", TinyEnv, policy) as sampler:

@@ -1,0 +1,374 @@
+"""Ray backend: the tasks of a call spread over Ray actors that each run whole episodes.
+
+Across machines, one round trip per environment step would cost more than the step, so the
+driver here does not step anything. It splits the ``N`` tasks into contiguous slices, one per
+actor, puts the parameters into Ray's object store once per call, and each actor runs the
+lockstep loop of :class:`~metarobot.sampling.base.LocalSampler` on its slice, with its own
+environments and a CPU copy of the policy, and sends its episodes back as numpy arrays. Reset
+seeds and action noise are addressed by each episode's position in the whole batch, and the CPU
+forward pass is single-threaded, so the slices put together equal, bit for bit, what
+``LocalSampler`` returns for the whole batch with a CPU policy (on machines with the same CPU
+kernels: a cluster mixing CPU generations may differ in the last bits).
+
+Adaptation runs where the caller says (:meth:`RaySampler.sample_adaptation`): on the driver
+(the default; the policy's device there may be a GPU), shipping adapted parameters out once per
+round, or on the actors, whose CPUs then sample, adapt and sample again without a round trip in
+between, one call per meta-training iteration.
+
+An actor that dies (its process killed, its node lost) is replaced by a fresh one and its slice
+sampled again with the same seeds, so the call returns exactly what it would have returned
+without the fault.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarobot.episodes import Episodes
+from metarobot.policies import Params
+from metarobot.sampling._envs import EnvFn, EnvSpec
+from metarobot.sampling.base import (
+    Adapt,
+    BatchedPolicy,
+    LocalSampler,
+    NonFiniteParametersError,
+    Sampler,
+    SamplerStats,
+)
+from metarobot.tasks import Task
+
+INSTALL_HINT = 'the ray backend needs Ray: pip install "metarobot[ray]"'
+
+Arrays = dict[str, np.ndarray]
+"""One ``Episodes`` as numpy arrays: its tensor fields by name, infos as ``infos/<key>``."""
+
+
+class RaySamplerWarning(RuntimeWarning):
+    """An actor of the Ray backend died and was replaced (the results are unaffected)."""
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as error:
+        raise ValueError(INSTALL_HINT) from error
+    return ray
+
+
+def _to_arrays(episodes: Episodes) -> Arrays:
+    arrays = {
+        f.name: getattr(episodes, f.name).cpu().numpy()
+        for f in fields(episodes)
+        if f.name != "infos"
+    }
+    arrays.update({f"infos/{key}": value.cpu().numpy() for key, value in episodes.infos.items()})
+    return arrays
+
+
+def _from_slices(slices: list[Arrays], device: torch.device) -> Episodes:
+    """Concatenate per-slice arrays along the task axis into one ``Episodes`` on ``device``.
+
+    A slice that never saw an info key gets zeros for it, which is what the lockstep loop
+    writes for environments that do not report it.
+    """
+    keys = sorted({key for arrays in slices for key in arrays if key.startswith("infos/")})
+    joined = {
+        key: np.concatenate([a.get(key, np.zeros_like(a["rewards"])) for a in slices])
+        for key in [f.name for f in fields(Episodes) if f.name != "infos"] + keys
+    }
+    tensors = {key: torch.from_numpy(value).to(device) for key, value in joined.items()}
+    infos = {key.removeprefix("infos/"): tensors.pop(key) for key in keys}
+    return Episodes(**tensors, infos=infos)
+
+
+class _TallyingSampler(LocalSampler):
+    """A ``LocalSampler`` that adds up the stats of its calls, for a multi-round ``collect``."""
+
+    totals: tuple[int, float, float] = (0, 0.0, 0.0)
+    """Env steps, policy seconds and env seconds since last reset to zeros."""
+
+    def _sample(self, *args: Any) -> Episodes:
+        episodes = super()._sample(*args)
+        stats, (steps, policy, env) = self.last_stats, self.totals
+        assert stats is not None
+        self.totals = (
+            steps + stats.env_steps,
+            policy + stats.policy_seconds,
+            env + stats.env_seconds,
+        )
+        return episodes
+
+
+class RolloutActor:
+    """One Ray actor: environments, a CPU copy of the policy and the lockstep rollout loop.
+
+    Args:
+        env_fn: Factory of one bare env.
+        policy: The policy (a CPU copy); only its structure matters, parameters come per call.
+    """
+
+    def __init__(self, env_fn: EnvFn, policy: BatchedPolicy) -> None:
+        torch.set_num_threads(1)  # one CPU per actor (and see base._single_threaded)
+        self._sampler = _TallyingSampler(env_fn, policy)
+
+    def spec(self) -> EnvSpec:
+        """The environments' spec, also a sign that the actor has started."""
+        return self._sampler.env_spec
+
+    def collect(
+        self,
+        tasks: list[Task],
+        first_task: int,
+        params: dict[str, np.ndarray],
+        rows: tuple[int, int],
+        episodes_per_task: int,
+        seeds: list[int],
+        horizon: int | None,
+        adapt: Adapt | None,
+    ) -> tuple[list[Arrays], tuple[int, float, float]]:
+        """Sample this actor's slice: one round, or ``len(seeds)`` rounds adapted in between.
+
+        Args:
+            tasks: The slice's tasks.
+            first_task: Position of ``tasks[0]`` in the whole batch (it addresses the seeds).
+            params: Every parameter of the whole batch (as the object store holds it).
+            rows: The slice's rows ``(lo, hi)`` of ``params``.
+            episodes_per_task: ``E``.
+            seeds: One seed per round.
+            horizon: Episode length cap of a single round; the env's when ``None``.
+            adapt: The inner-loop update between rounds; ``None`` for a single round.
+
+        Returns:
+            The episodes of each round as arrays, and ``(env steps, policy seconds, env
+            seconds)`` summed over the rounds.
+        """
+        sampler = self._sampler
+        lo, hi = rows
+        # Copies into torch's own (aligned) memory, laid out as the driver's; see
+        # LockstepSampler._sample. Arrays from the object store are read-only anyway.
+        start = {name: torch.tensor(value[lo:hi]) for name, value in params.items()}
+        sampler.totals = (0, 0.0, 0.0)
+        if adapt is None:
+            (seed,) = seeds
+            rounds = [sampler.sample(tasks, start, episodes_per_task, seed, horizon, first_task)]
+        else:
+            rounds = sampler.sample_adaptation(
+                tasks, start, episodes_per_task, seeds, adapt, horizon, first_task
+            )
+        return [_to_arrays(episodes) for episodes in rounds], sampler.totals
+
+
+class RaySampler(Sampler):
+    """Ray-actor backend; gives the same episodes as ``LocalSampler`` with a CPU policy.
+
+    Connects to Ray if this process has not already (``ray.init(address=address)``; with
+    ``address=None`` Ray reads ``RAY_ADDRESS``, then looks for a cluster started on this
+    machine by ``ray start``, and otherwise starts a local one, which :meth:`close` shuts down
+    again), then starts ``workers`` actors of one CPU each.
+
+    Args:
+        env_fn: Picklable factory of one bare env; every node must be able to import it.
+        policy: The policy; each actor gets a CPU copy of it.
+        workers: Actors; each samples a contiguous slice of the tasks of a call.
+        address: Ray cluster address (``"host:port"``, ``"auto"``, ``"local"``) or ``None``.
+        max_restarts: Actors that may die and be replaced within one call before it fails.
+        start_timeout: Seconds to wait for the actors to start (e.g. for free CPUs).
+
+    Raises:
+        ValueError: On a bad worker count, or if Ray is not installed.
+        RuntimeError: If the actors do not start in time or build different environments.
+    """
+
+    def __init__(
+        self,
+        env_fn: EnvFn,
+        policy: BatchedPolicy,
+        workers: int = 1,
+        address: str | None = None,
+        max_restarts: int = 3,
+        start_timeout: float = 300.0,
+    ) -> None:
+        super().__init__(env_fn, policy)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive int, got {workers!r}")
+        ray = self._ray = _import_ray()
+        self.workers = workers
+        self.max_restarts = max_restarts
+        self.restarts = 0
+        """Actors replaced so far (each after dying during a call)."""
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            ray.init(address=address, include_dashboard=False)
+        # Actors run on CPUs: a policy module on a GPU goes to them as a CPU copy.
+        self._cpu_policy = policy
+        if isinstance(policy, torch.nn.Module):
+            self._cpu_policy = copy.deepcopy(policy).cpu()
+        self._actor_class = ray.remote(num_cpus=1)(RolloutActor)
+        self._actors: list[Any] = []
+        try:
+            self._actors = [self._start_actor() for _ in range(workers)]
+            specs = self._gather_specs(start_timeout)
+            if any(spec != specs[0] for spec in specs):
+                raise RuntimeError(f"Ray actors built environments that differ: {specs}")
+            self._set_spec(specs[0])
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_actor(self) -> Any:
+        return self._actor_class.remote(self.env_fn, self._cpu_policy)
+
+    def _gather_specs(self, timeout: float) -> list[EnvSpec]:
+        ray = self._ray
+        refs = [actor.spec.remote() for actor in self._actors]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        if len(ready) < len(refs):
+            cpus = ray.cluster_resources().get("CPU", 0)
+            raise RuntimeError(
+                f"{len(refs) - len(ready)} of {len(refs)} Ray actors did not start within "
+                f"{timeout:g} s; each needs one CPU and the cluster has {cpus:g}: ask for "
+                "fewer workers or add nodes"
+            )
+        try:
+            return list(ray.get(refs))
+        except ray.exceptions.RayError as error:  # its __init__ raised: the env or the policy
+            raise RuntimeError(f"a Ray sampler actor failed to start:\n{error}") from None
+
+    def _sample(
+        self,
+        tasks: list[Task],
+        params: Params,
+        episodes_per_task: int,
+        seed: int,
+        horizon: int,
+        first_task: int,
+    ) -> Episodes:
+        args = (episodes_per_task, [seed], horizon, None)
+        return self._dispatch(tasks, params, first_task, args)[0]
+
+    def sample_adaptation(
+        self,
+        tasks: Sequence[Task],
+        params: Params,
+        episodes_per_task: int,
+        seeds: Sequence[int],
+        adapt: Adapt,
+        horizon: int | None = None,
+        first_task: int = 0,
+        on_workers: bool = False,
+    ) -> list[Episodes]:
+        """See :meth:`Sampler.sample_adaptation`; ``on_workers`` adapts on the actors.
+
+        On the actors, each actor samples, adapts and samples again for its slice of the tasks
+        with the parameters sent once, on its CPU. ``adapt`` is pickled to every actor (once
+        per call, through the object store) and must run on a CPU there.
+        """
+        if not on_workers:
+            return super().sample_adaptation(
+                tasks, params, episodes_per_task, seeds, adapt, horizon, first_task
+            )
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        tasks = list(tasks)
+        self._check_call(tasks, params, episodes_per_task, horizon, first_task)
+        args = (episodes_per_task, list(seeds), horizon, self._ray.put(adapt))
+        return self._dispatch(tasks, params, first_task, args)
+
+    def _dispatch(
+        self, tasks: list[Task], params: Params, first_task: int, args: tuple[Any, ...]
+    ) -> list[Episodes]:
+        """Run ``collect`` on every actor's slice, replacing dead actors; join the slices."""
+        ray = self._ray
+        started = time.perf_counter()
+        first = next(iter(params.values()))
+        params_ref = ray.put(
+            {name: p.detach().cpu().contiguous().numpy() for name, p in params.items()}
+        )
+        n = len(tasks)
+        bounds = [index * n // self.workers for index in range(self.workers + 1)]
+        busy = [index for index in range(self.workers) if bounds[index + 1] > bounds[index]]
+
+        def submit(index: int) -> Any:
+            lo, hi = bounds[index], bounds[index + 1]
+            return self._actors[index].collect.remote(
+                tasks[lo:hi], first_task + lo, params_ref, (lo, hi), *args
+            )
+
+        pending = {submit(index): index for index in busy}
+        results: dict[int, tuple[list[Arrays], tuple[int, float, float]]] = {}
+        failure: BaseException | None = None
+        restarts = 0
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            index = pending.pop(ref)
+            try:
+                results[index] = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as error:
+                restarts += 1
+                if restarts > self.max_restarts:
+                    self.close()
+                    raise RuntimeError(
+                        f"Ray sampler actors died {restarts} times in one call (more than "
+                        f"max_restarts={self.max_restarts}); last: {error}. The sampler is "
+                        "closed, create a new one"
+                    ) from error
+                self._replace(index, bounds, error)
+                pending[submit(index)] = index
+            except ray.exceptions.RayTaskError as error:
+                # Raised once every actor has answered, so that none is left mid-call.
+                failure = failure or error
+        if isinstance(failure, ray.exceptions.RayTaskError):
+            if isinstance(failure.cause, NonFiniteParametersError):
+                raise failure.cause from None
+            raise RuntimeError(f"a Ray sampler actor raised an exception:\n{failure}") from (
+                failure.cause
+            )
+        rounds = len(args[1])
+        ordered = [results[index] for index in busy]
+        episodes = [
+            _from_slices([arrays[k] for arrays, _ in ordered], first.device) for k in range(rounds)
+        ]
+        slowest = max((stats for _, stats in ordered), key=lambda stats: stats[1] + stats[2])
+        self.last_stats = SamplerStats(
+            env_steps=sum(stats[0] for _, stats in ordered),
+            seconds=time.perf_counter() - started,
+            policy_seconds=slowest[1],
+            env_seconds=slowest[2],
+        )
+        return episodes
+
+    def _replace(self, index: int, bounds: list[int], error: BaseException) -> None:
+        """Start a fresh actor in place of actor ``index``, which died."""
+        self.restarts += 1
+        warnings.warn(
+            f"Ray sampler actor {index} died ({type(error).__name__}); replaced it and sampling "
+            f"its tasks {bounds[index]}..{bounds[index + 1]} again with the same seeds",
+            RaySamplerWarning,
+            stacklevel=3,
+        )
+        try:
+            self._ray.kill(self._actors[index], no_restart=True)
+        except Exception:  # already gone with its node: nothing left to stop
+            pass
+        self._actors[index] = self._start_actor()
+
+    def close(self) -> None:
+        """Stop the actors, and Ray itself if this sampler started it (idempotent)."""
+        for actor in self._actors:
+            try:
+                self._ray.kill(actor, no_restart=True)
+            except Exception:  # already dead, or Ray is gone (interpreter exit)
+                pass
+        self._actors = []
+        if getattr(self, "_owns_ray", False) and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._owns_ray = False
+        super().close()

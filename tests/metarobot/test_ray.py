@@ -1,0 +1,180 @@
+"""The Ray backend on a local Ray: same episodes as in-process, actors lost and replaced.
+
+Ray starts once for the module (a few seconds); the tests share one 2-actor sampler whose
+environments can kill their own actor on demand.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import ray
+import torch
+
+from metarobot.episodes import Episodes
+from metarobot.policies import GaussianMLPPolicy, Params
+from metarobot.sampling import (
+    LocalSampler,
+    NonFiniteParametersError,
+    RaySampler,
+    Sampler,
+    make_sampler,
+)
+from metarobot.sampling.ray_backend import RaySamplerWarning
+from tests.metarobot.test_sampling import (
+    HORIZON,
+    TASKS,
+    TinyEnv,
+    assert_identical,
+    task_params,
+    tiny_task,
+)
+
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray")]
+
+
+class KillableTinyEnv(TinyEnv):
+    """``TinyEnv`` whose second step SIGKILLs its own process if ``marker`` exists.
+
+    The first env to get there removes the marker, so exactly one actor dies, once, mid-call.
+    """
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self.t == 1:
+            try:
+                os.remove(self.marker)
+            except FileNotFoundError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().step(action)
+
+
+def nudge(episodes: Episodes, params: Params) -> Params:
+    """A per-task inner step for the tests: shift every parameter by the task's mean return."""
+    shift = 0.01 * episodes.episode_returns().mean(dim=1)
+    return {k: v + shift.view(-1, *[1] * (v.dim() - 1)) for k, v in params.items()}
+
+
+def diverge(episodes: Episodes, params: Params) -> Params:
+    return {k: v * float("nan") for k, v in params.items()}
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    # Four logical CPUs on two cores: the shared sampler's two actors, and two for others.
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def policy() -> GaussianMLPPolicy:
+    torch.manual_seed(0)
+    return GaussianMLPPolicy(4, 2, hidden_sizes=(50, 50))
+
+
+@pytest.fixture(scope="module")
+def marker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ray") / "kill-an-actor"
+
+
+@pytest.fixture(scope="module")
+def remote(ray_session: None, policy: GaussianMLPPolicy, marker: Path) -> Iterator[RaySampler]:
+    with RaySampler(functools.partial(KillableTinyEnv, str(marker)), policy, workers=2) as sampler:
+        yield sampler
+
+
+@pytest.fixture(scope="module")
+def local(policy: GaussianMLPPolicy) -> Iterator[Sampler]:
+    with LocalSampler(TinyEnv, policy) as sampler:
+        yield sampler
+
+
+@pytest.mark.parametrize(
+    ("tasks", "episodes_per_task", "horizon"),
+    [
+        (TASKS, 3, None),
+        (TASKS[:3], 5, 6),  # uneven slices, rows at unaligned offsets
+        (TASKS[:1], 2, None),  # one actor idle
+        ([tiny_task(i, 0.1 * i) for i in range(19)], 3, None),
+        ([tiny_task(0, 1.0, unstable_at=2), TASKS[1], tiny_task(2, 0.0, unstable_at=5)], 3, None),
+    ],
+)
+def test_ray_episodes_equal_local_episodes(
+    remote: Sampler,
+    local: Sampler,
+    policy: GaussianMLPPolicy,
+    tasks: list[Any],
+    episodes_per_task: int,
+    horizon: int | None,
+) -> None:
+    params = task_params(policy, len(tasks))
+    expected = local.sample(tasks, params, episodes_per_task, seed=5, horizon=horizon)
+    actual = remote.sample(tasks, params, episodes_per_task, seed=5, horizon=horizon)
+    assert_identical(expected, actual)
+    assert actual.horizon == (horizon or HORIZON)
+    assert remote.last_stats is not None
+    assert remote.last_stats.env_steps == int(expected.masks.sum())
+
+
+def test_killed_actor_is_replaced_and_the_results_are_unchanged(
+    remote: RaySampler, local: Sampler, policy: GaussianMLPPolicy, marker: Path
+) -> None:
+    params = task_params(policy, 4)
+    expected = local.sample(TASKS, params, 3, seed=9)
+    restarts = remote.restarts
+    marker.touch()
+    with pytest.warns(RaySamplerWarning, match=r"actor \d died .* again with the same seeds"):
+        actual = remote.sample(TASKS, params, 3, seed=9)
+    assert not marker.exists() and remote.restarts == restarts + 1
+    assert_identical(expected, actual)
+    assert_identical(expected, remote.sample(TASKS, params, 3, seed=9))  # the new actor
+
+
+def test_adaptation_on_the_actors_equals_adaptation_here(
+    remote: RaySampler, local: Sampler, policy: GaussianMLPPolicy
+) -> None:
+    params = task_params(policy, 4)
+    seeds = [3, 4, 5]
+    expected = local.sample_adaptation(TASKS, params, 2, seeds, nudge)
+    central = remote.sample_adaptation(TASKS, params, 2, seeds, nudge)
+    on_actors = remote.sample_adaptation(TASKS, params, 2, seeds, nudge, on_workers=True)
+    for want, got, there in zip(expected, central, on_actors, strict=True):
+        assert_identical(want, got)
+        assert_identical(want, there)
+    assert not torch.equal(expected[0].actions, expected[2].actions)
+    with pytest.raises(ValueError, match="needs the 'ray' backend"):
+        local.sample_adaptation(TASKS, params, 2, seeds, nudge, on_workers=True)
+
+
+def test_actor_errors_reach_the_driver(remote: RaySampler, policy: GaussianMLPPolicy) -> None:
+    tasks = [TASKS[0], tiny_task(1, 0.0, raise_at=2)]
+    with pytest.raises(RuntimeError, match="tiny env refuses this step") as info:
+        remote.sample(tasks, task_params(policy, 2), 2, seed=0)
+    assert isinstance(info.value.__cause__, ValueError)
+    with pytest.raises(NonFiniteParametersError, match="tasks"):
+        remote.sample_adaptation(TASKS, task_params(policy, 4), 1, [1, 2], diverge, on_workers=True)
+    assert remote.sample(TASKS, task_params(policy, 4), 1, seed=0).num_tasks == 4
+
+
+def test_actors_that_cannot_start_are_reported(
+    ray_session: None, policy: GaussianMLPPolicy
+) -> None:
+    with pytest.raises(RuntimeError, match=r"did not start within 0\.5 s; each needs one CPU"):
+        RaySampler(TinyEnv, policy, workers=8, start_timeout=0.5)
+    with pytest.raises(RuntimeError, match=r"(?s)failed to start.*obs_dim=5 does not match"):
+        RaySampler(TinyEnv, GaussianMLPPolicy(5, 2), workers=1)
+    with make_sampler("ray", TinyEnv, policy, workers=1) as sampler:
+        assert isinstance(sampler, RaySampler) and sampler.env_spec.obs_dim == 4
