@@ -7,6 +7,8 @@ adapt a whole meta-batch with one batched forward and backward pass.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch.distributions import Normal
 
@@ -14,6 +16,21 @@ from agents.base import MetaBatch
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params, expand_params
 from metarobot.returns import task_mean
+
+
+def learning_episodes(episodes: Episodes, device: torch.device) -> Episodes:
+    """``episodes`` on ``device``, with every unstable episode masked out entirely.
+
+    An episode whose simulation diverged was cut short at a state the robot never really
+    reached; its steps before the divergence already lead there. Zero masks keep it out of
+    every loss, advantage and baseline fit (all of which weigh steps by their mask), while the
+    episode itself stays in the batch, so that metrics still count it.
+    """
+    episodes = episodes.to(device)
+    if not bool(episodes.unstable.any()):
+        return episodes
+    stable = (~episodes.unstable).to(episodes.masks.dtype).unsqueeze(-1)
+    return replace(episodes, masks=episodes.masks * stable)
 
 
 def leaves(params: Params) -> Params:

@@ -23,6 +23,7 @@ from agents.common import (
     check_task_axis,
     clipped_surrogate_loss,
     gradient,
+    learning_episodes,
     leaves,
     policy_gradient_loss,
 )
@@ -302,7 +303,7 @@ class LEO(Agent[LEOConfig]):
         As with ``expand_params``, the shared layers of the result are broadcast views of the
         live meta-parameters: copy them to keep them across a meta-update.
         """
-        episodes = episodes.to(self.device)
+        episodes = learning_episodes(episodes, self.device)
         advantages = self._advantages(episodes)
         if params is not None:
             check_task_axis(params, episodes.num_tasks)
@@ -402,7 +403,8 @@ class LEO(Agent[LEOConfig]):
     def _prepare(self, batch: MetaBatch) -> tuple[Episodes, torch.Tensor, Episodes, torch.Tensor]:
         """Validated rollouts on the device with their advantages, computed once per update."""
         check_meta_batch(batch, self.num_inner_steps)
-        train, valid = batch.train[0].to(self.device), batch.valid.to(self.device)
+        train = learning_episodes(batch.train[0], self.device)
+        valid = learning_episodes(batch.valid, self.device)
         return train, self._advantages(train), valid, self._advantages(valid)
 
     def _inner_loss(

@@ -18,6 +18,7 @@ from agents.common import (
     check_meta_batch,
     gradient,
     inner_start,
+    learning_episodes,
     leaves,
     policy_gradient_loss,
 )
@@ -118,7 +119,7 @@ class MAML(Agent[MAMLConfig]):
         Runs with autograd enabled even under ``torch.no_grad`` (the step needs a gradient), but
         builds no graph back to the meta-parameters and returns detached parameters.
         """
-        episodes = episodes.to(self.device)
+        episodes = learning_episodes(episodes, self.device)
         start = inner_start(self.policy, params, episodes.num_tasks)
         advantages = self._advantages(episodes)
         return detach_params(self._inner_step(start, episodes, advantages, create_graph=False))
@@ -182,8 +183,8 @@ class MAML(Agent[MAMLConfig]):
     def _prepare(self, batch: MetaBatch) -> _Rollouts:
         """Move a meta-batch to the device, validate it and compute its advantages."""
         check_meta_batch(batch, self.num_inner_steps)
-        train = [e.to(self.device) for e in batch.train]
-        valid = batch.valid.to(self.device)
+        train = [learning_episodes(e, self.device) for e in batch.train]
+        valid = learning_episodes(batch.valid, self.device)
         return _Rollouts(
             train=[(e, self._advantages(e)) for e in train],
             valid=valid,

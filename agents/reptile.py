@@ -20,6 +20,7 @@ from agents.common import (
     check_meta_batch,
     clipped_surrogate_loss,
     inner_start,
+    learning_episodes,
     policy_gradient_loss,
 )
 from metarobot.episodes import Episodes
@@ -154,7 +155,7 @@ class Reptile(Agent[ReptileConfig]):
         Runs ``inner_epochs`` optimizer steps on ``episodes`` from ``params`` (the
         meta-parameters when ``None``), with autograd enabled even under ``torch.no_grad``.
         """
-        episodes = episodes.to(self.device)
+        episodes = learning_episodes(episodes, self.device)
         current = inner_start(self.policy, params, episodes.num_tasks, copy=True)
         advantages = compute_advantages(episodes, self.config.gamma, self.config.gae_lambda)
         optimizer = self._inner_optimizer(list(current.values()))

@@ -8,6 +8,8 @@ reproduced from the file alone.
 from __future__ import annotations
 
 import sys
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -15,13 +17,27 @@ from typing import Any
 
 import tomli_w
 
+from metarobot.checkpoints import atomic_write
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-BACKENDS = ("local", "process")
+BACKENDS = ("local", "process", "ray")
 DEVICES = ("auto", "cpu", "cuda")
+ADAPT_ON = ("driver", "workers")
+
+RESUMABLE_FIELDS = (
+    "iterations",
+    "backend",
+    "workers",
+    "adapt_on",
+    "checkpoint_every",
+    "keep_checkpoints",
+)
+"""Fields a resumed run may change: how long it runs and how it is executed, never what it
+computes (every backend and worker count gives the same episodes)."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +54,12 @@ class RunConfig:
         hidden_sizes: Policy hidden layers; empty means 64x64 for PointNav2D, 100x100 otherwise.
         seed: Drives task sampling, environment resets, action noise and initial weights.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        backend: Sampler backend: ``local`` (in-process) or ``process`` (worker processes).
-        workers: Worker processes for the ``process`` backend.
+        backend: Sampler backend: ``local`` (in-process), ``process`` (worker processes) or
+            ``ray`` (Ray actors, on this machine or a cluster; see ``metarobot.sampling``).
+        workers: Worker processes of the ``process`` backend, actors of the ``ray`` backend.
+        adapt_on: Where the inner loop runs: ``driver`` (this process, on ``device``) or
+            ``workers`` (the Ray actors, on their CPUs, with no round trip between the
+            adaptation and validation rollouts); ``workers`` needs the ``ray`` backend.
         checkpoint_every: Iterations between checkpoints (the last one is always written).
         keep_checkpoints: Most recent checkpoints kept (the initial one is always kept).
     """
@@ -55,10 +75,14 @@ class RunConfig:
     device: str = "auto"
     backend: str = "local"
     workers: int = 1
+    adapt_on: str = "driver"
     checkpoint_every: int = 10
     keep_checkpoints: int = 3
 
     def __post_init__(self) -> None:
+        problems = type_problems(type(self), {f.name: getattr(self, f.name) for f in fields(self)})
+        if problems:
+            raise ValueError(f"invalid run config: {'; '.join(problems)}")
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         problems = [
             f"{name}={getattr(self, name)!r} ({requirement})"
@@ -71,6 +95,12 @@ class RunConfig:
                 ("device", self.device in DEVICES, f"must be one of {DEVICES}"),
                 ("backend", self.backend in BACKENDS, f"must be one of {BACKENDS}"),
                 ("workers", self.workers >= 1, "must be >= 1"),
+                ("adapt_on", self.adapt_on in ADAPT_ON, f"must be one of {ADAPT_ON}"),
+                (
+                    "adapt_on",
+                    self.adapt_on != "workers" or self.backend == "ray",
+                    "'workers' needs backend='ray'",
+                ),
                 ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
                 ("keep_checkpoints", self.keep_checkpoints >= 1, "must be >= 1"),
             )
@@ -101,12 +131,53 @@ class RunConfig:
         )
 
 
+def type_problems(cls: type[Any], values: Mapping[str, Any]) -> list[str]:
+    """``name=value (must be ...)`` for each value that does not fit its dataclass field's type.
+
+    Config values come from TOML files and ``--set`` overrides, where a typo easily turns a
+    number into a string; checking types first turns what would be a ``TypeError`` deep in a
+    comparison into a message naming the field. Understands ``int``, ``float`` (ints allowed),
+    ``bool``, ``str``, ``tuple[X, ...]`` (lists allowed) and unions; other types pass.
+    """
+    hints = typing.get_type_hints(cls)
+    return [
+        f"{name}={value!r} (must be {_describe(hints[name])})"
+        for name, value in values.items()
+        if name in hints and not _fits(value, hints[name])
+    ]
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return isinstance(value, list | tuple) and all(_fits(v, args[0]) for v in value)
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is str or kind is type(None):
+        return isinstance(value, kind)
+    return True
+
+
+def _describe(kind: Any) -> str:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return f"a list of {_describe(args[0])}"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(kind, "None" if kind is type(None) else str(kind))
+
+
 def save_config(path: Path, run: RunConfig, agent: Any) -> None:
     """Write ``[run]`` and ``[agent]`` tables atomically."""
     document = {"run": _plain(asdict(run)), "agent": _plain(asdict(agent))}
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(document))
-    tmp.replace(path)
+    atomic_write(path, tomli_w.dumps(document).encode())
 
 
 def load_config(path: Path) -> tuple[RunConfig, dict[str, Any]]:
@@ -117,9 +188,15 @@ def load_config(path: Path) -> tuple[RunConfig, dict[str, Any]]:
         raise ValueError(f"{path} does not exist: is this a run directory?") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path} is not valid TOML: {error}") from None
-    if "run" not in document:
+    if not isinstance(document.get("run"), dict):
         raise ValueError(f"{path} has no [run] table")
-    return RunConfig.from_mapping(document["run"]), dict(document.get("agent", {}))
+    agent = document.get("agent", {})
+    if not isinstance(agent, dict):
+        raise ValueError(f"{path}: [agent] must be a table, got {agent!r}")
+    try:
+        return RunConfig.from_mapping(document["run"]), dict(agent)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:

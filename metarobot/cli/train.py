@@ -1,13 +1,26 @@
-"""``metarobot train``: meta-train an agent on a task family, with checkpoints and resume."""
+"""``metarobot train``: meta-train an agent on a task family, with checkpoints and resume.
+
+``--resume`` starts from the run's saved config, so flags there are changes to it; only how
+long and how a run executes may change (see ``RESUMABLE_FIELDS``), anything else is refused.
+``SIGINT`` (Ctrl-C) and ``SIGTERM`` (a scheduler's preemption) stop the run after checkpointing
+its last complete iteration; the exit code is then 130.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
 from dataclasses import fields
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from metarobot.config import BACKENDS, DEVICES, RunConfig, load_config, tomllib
+from metarobot.config import ADAPT_ON, BACKENDS, DEVICES, RunConfig, load_config, tomllib
+
+INTERRUPTED = 130
+"""Exit code after an interrupt (128 + SIGINT, as shells report it)."""
 
 
 def add_parser(commands: Any) -> None:
@@ -28,8 +41,20 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", choices=DEVICES)
     parser.add_argument("--backend", choices=BACKENDS, help="sampler backend")
-    parser.add_argument("--workers", type=int, help="sampler worker processes")
+    parser.add_argument("--workers", type=int, help="sampler worker processes or Ray actors")
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="Ray cluster to join (host:port, or 'auto'; sets RAY_ADDRESS); without it the ray "
+        "backend joins a cluster started on this machine by `ray start`, else starts one",
+    )
+    parser.add_argument(
+        "--adapt-on",
+        choices=ADAPT_ON,
+        help="run the inner loop on the driver (default; its --device) or on the Ray workers",
+    )
     parser.add_argument("--checkpoint-every", type=int)
+    parser.add_argument("--keep-checkpoints", type=int, help="most recent checkpoints kept")
     parser.add_argument("--first-order", action="store_true", help="first-order MAML")
     parser.add_argument(
         "--set",
@@ -51,9 +76,13 @@ def parse_value(text: str) -> Any:
 
 
 def resolve_configs(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]]:
-    """Defaults, then the ``--config`` file, then command-line flags."""
+    """Defaults (the run's saved config with ``--resume``), the ``--config`` file, then flags."""
     run_values: dict[str, Any] = {}
     agent_values: dict[str, Any] = {}
+    if args.resume:
+        saved_run, saved_agent = load_config(args.out / "config.toml")
+        run_values.update(vars(saved_run))
+        agent_values.update(saved_agent)
     if args.config:
         file_run, file_agent = load_config(args.config)
         run_values.update(vars(file_run))
@@ -72,12 +101,31 @@ def resolve_configs(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]
     return RunConfig.from_mapping(run_values), agent_values
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, then print where the results are."""
     from metarobot.training import train
 
     config, agent_values = resolve_configs(args)
-    parts = train(config, args.out, agent_values, resume=args.resume, progress=not args.no_progress)
+    if args.ray_address:
+        if config.backend != "ray":
+            raise ValueError(f"--ray-address needs --backend ray, not {config.backend!r}")
+        os.environ["RAY_ADDRESS"] = args.ray_address
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        parts = train(
+            config, args.out, agent_values, resume=args.resume, progress=not args.no_progress
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the last complete iteration is checkpointed in {args.out}; "
+            f"continue with: metarobot train --out {args.out} --resume",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
     parts.close()
     print(f"run directory: {args.out}  (metrics.csv, tensorboard/, checkpoints/, config.toml)")
     return 0

@@ -18,9 +18,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -76,6 +76,29 @@ class NonFiniteParametersError(ValueError):
     Sampling with them would only send NaN actions to the environments; the training loop
     catches this error to skip the iteration and keep its last good parameters.
     """
+
+
+@dataclass(frozen=True)
+class Request:
+    """A checked call, as every backend's :meth:`Sampler._collect` receives it.
+
+    Attributes:
+        tasks: The ``N`` tasks.
+        params: Per-task parameters of the first round, each with a leading axis ``N``.
+        episodes_per_task: ``E``, in every round.
+        seeds: One seed per round (one round for :meth:`Sampler.sample`).
+        horizon: Episode length cap ``T``.
+        first_task: Position of ``tasks[0]`` in the whole batch (see :meth:`Sampler.sample`).
+        adapt: The inner-loop update between rounds; ``None`` for one round.
+    """
+
+    tasks: list[Task]
+    params: Params
+    episodes_per_task: int
+    seeds: tuple[int, ...]
+    horizon: int
+    first_task: int = 0
+    adapt: Adapt | None = None
 
 
 def episode_seeds(
@@ -189,25 +212,8 @@ class Sampler(ABC):
             NonFiniteParametersError: If a parameter holds NaN or infinity.
             RuntimeError: If the sampler is closed, or a worker failed.
         """
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed")
-        tasks = list(tasks)
-        self._check_call(tasks, params, episodes_per_task, horizon, first_task)
-        _check_seed(seed)
-        horizon = self.env_spec.horizon if horizon is None else horizon
-        return self._sample(tasks, params, episodes_per_task, seed, horizon, first_task)
-
-    @abstractmethod
-    def _sample(
-        self,
-        tasks: list[Task],
-        params: Params,
-        episodes_per_task: int,
-        seed: int,
-        horizon: int,
-        first_task: int,
-    ) -> Episodes:
-        """:meth:`sample` on checked arguments; also sets :attr:`last_stats`."""
+        request = self._request(tasks, params, episodes_per_task, [seed], horizon, first_task)
+        return self._collect(request)[0]
 
     def sample_adaptation(
         self,
@@ -241,17 +247,48 @@ class Sampler(ABC):
         Raises:
             ValueError: If ``on_workers`` is set on a backend without workers that can adapt.
         """
-        if on_workers:
+        if not on_workers:
+            rounds: list[Episodes] = []
+            for seed in seeds:
+                if rounds:
+                    params = adapt(rounds[-1], params)
+                rounds.append(
+                    self.sample(tasks, params, episodes_per_task, seed, horizon, first_task)
+                )
+            return rounds
+        if not self.adapts_on_workers:
             raise ValueError(
                 f"{type(self).__name__} adapts in this process only; adaptation on the "
                 "workers needs the 'ray' backend"
             )
-        rounds: list[Episodes] = []
+        request = self._request(tasks, params, episodes_per_task, seeds, horizon, first_task)
+        return self._collect(replace(request, adapt=adapt))
+
+    adapts_on_workers: ClassVar[bool] = False
+    """Whether :meth:`_collect` can run several rounds, adapting in between, on its workers."""
+
+    @abstractmethod
+    def _collect(self, request: Request) -> list[Episodes]:
+        """One ``Episodes`` per seed of a checked request; also sets :attr:`last_stats`."""
+
+    def _request(
+        self,
+        tasks: Sequence[Task],
+        params: Params,
+        episodes_per_task: int,
+        seeds: Sequence[int],
+        horizon: int | None,
+        first_task: int,
+    ) -> Request:
+        """Check a call's arguments and resolve its horizon."""
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
+        tasks = list(tasks)
+        self._check_call(tasks, params, episodes_per_task, horizon, first_task)
         for seed in seeds:
-            if rounds:
-                params = adapt(rounds[-1], params)
-            rounds.append(self.sample(tasks, params, episodes_per_task, seed, horizon, first_task))
-        return rounds
+            _check_seed(seed)
+        horizon = self.env_spec.horizon if horizon is None else horizon
+        return Request(tasks, params, episodes_per_task, tuple(seeds), horizon, first_task)
 
     def _check_call(
         self,
@@ -370,28 +407,21 @@ class LockstepSampler(Sampler):
         self._action_low = np.asarray(spec.action_low, dtype=np.float32)
         self._action_high = np.asarray(spec.action_high, dtype=np.float32)
 
-    def _sample(
-        self,
-        tasks: list[Task],
-        params: Params,
-        episodes_per_task: int,
-        seed: int,
-        horizon: int,
-        first_task: int,
-    ) -> Episodes:
+    def _collect(self, request: Request) -> list[Episodes]:
         started = time.perf_counter()
-        n, e = len(tasks), episodes_per_task
+        (seed,) = request.seeds  # one round: several adapt on the workers, which these lack
+        n, e, first_task = len(request.tasks), request.episodes_per_task, request.first_task
         env_seeds = episode_seeds(seed, n, e, first_task)
-        noise = action_noise(seed, n, e, horizon, self.env_spec.act_dim, first_task)
+        noise = action_noise(seed, n, e, request.horizon, self.env_spec.act_dim, first_task)
         pad = first_task % _ALIGN_TASKS
         # Fresh memory (never a broadcast or offset view) laid out as the whole batch's.
         params = {
             name: torch.cat([p.new_zeros((pad, *p.shape[1:])), p.detach()])
-            for name, p in params.items()
+            for name, p in request.params.items()
         }
         first = next(iter(params.values()))
         with torch.no_grad(), _single_threaded(first.device):
-            return self._rollout(tasks, params, pad, env_seeds, noise, started)
+            return [self._rollout(request.tasks, params, pad, env_seeds, noise, started)]
 
     def _rollout(
         self,

@@ -25,8 +25,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -40,10 +39,10 @@ from metarobot.sampling.base import (
     BatchedPolicy,
     LocalSampler,
     NonFiniteParametersError,
+    Request,
     Sampler,
     SamplerStats,
 )
-from metarobot.tasks import Task
 
 INSTALL_HINT = 'the ray backend needs Ray: pip install "metarobot[ray]"'
 
@@ -95,8 +94,8 @@ class _TallyingSampler(LocalSampler):
     totals: tuple[int, float, float] = (0, 0.0, 0.0)
     """Env steps, policy seconds and env seconds since last reset to zeros."""
 
-    def _sample(self, *args: Any) -> Episodes:
-        episodes = super()._sample(*args)
+    def _collect(self, request: Request) -> list[Episodes]:
+        episodes = super()._collect(request)
         stats, (steps, policy, env) = self.last_stats, self.totals
         assert stats is not None
         self.totals = (
@@ -125,26 +124,19 @@ class RolloutActor:
 
     def collect(
         self,
-        tasks: list[Task],
-        first_task: int,
+        request: Request,
         params: dict[str, np.ndarray],
         rows: tuple[int, int],
-        episodes_per_task: int,
-        seeds: list[int],
-        horizon: int | None,
         adapt: Adapt | None,
     ) -> tuple[list[Arrays], tuple[int, float, float]]:
-        """Sample this actor's slice: one round, or ``len(seeds)`` rounds adapted in between.
+        """Sample this actor's slice: one round, or one per seed, adapted in between.
 
         Args:
-            tasks: The slice's tasks.
-            first_task: Position of ``tasks[0]`` in the whole batch (it addresses the seeds).
-            params: Every parameter of the whole batch (as the object store holds it).
+            request: The slice: its tasks and their offset ``first_task`` in the whole batch,
+                which addresses the seeds (its ``params`` and ``adapt`` are left empty).
+            params: Every parameter of the whole batch, as the object store holds it.
             rows: The slice's rows ``(lo, hi)`` of ``params``.
-            episodes_per_task: ``E``.
-            seeds: One seed per round.
-            horizon: Episode length cap of a single round; the env's when ``None``.
-            adapt: The inner-loop update between rounds; ``None`` for a single round.
+            adapt: The inner-loop update between rounds; ``None`` for one round.
 
         Returns:
             The episodes of each round as arrays, and ``(env steps, policy seconds, env
@@ -152,18 +144,23 @@ class RolloutActor:
         """
         sampler = self._sampler
         lo, hi = rows
-        # Copies into torch's own (aligned) memory, laid out as the driver's; see
-        # LockstepSampler._sample. Arrays from the object store are read-only anyway.
+        # Copies into torch's own (aligned) memory, as the driver's LockstepSampler makes.
         start = {name: torch.tensor(value[lo:hi]) for name, value in params.items()}
         sampler.totals = (0, 0.0, 0.0)
-        if adapt is None:
-            (seed,) = seeds
-            rounds = [sampler.sample(tasks, start, episodes_per_task, seed, horizon, first_task)]
-        else:
-            rounds = sampler.sample_adaptation(
-                tasks, start, episodes_per_task, seeds, adapt, horizon, first_task
-            )
+        rounds = sampler.sample_adaptation(
+            request.tasks,
+            start,
+            request.episodes_per_task,
+            request.seeds,
+            adapt or _no_adaptation,
+            request.horizon,
+            request.first_task,
+        )
         return [_to_arrays(episodes) for episodes in rounds], sampler.totals
+
+
+def _no_adaptation(episodes: Episodes, params: Params) -> Params:
+    raise AssertionError("a one-round request never adapts")
 
 
 class RaySampler(Sampler):
@@ -186,6 +183,8 @@ class RaySampler(Sampler):
         ValueError: On a bad worker count, or if Ray is not installed.
         RuntimeError: If the actors do not start in time or build different environments.
     """
+
+    adapts_on_workers = True
 
     def __init__(
         self,
@@ -242,65 +241,35 @@ class RaySampler(Sampler):
         except ray.exceptions.RayError as error:  # its __init__ raised: the env or the policy
             raise RuntimeError(f"a Ray sampler actor failed to start:\n{error}") from None
 
-    def _sample(
-        self,
-        tasks: list[Task],
-        params: Params,
-        episodes_per_task: int,
-        seed: int,
-        horizon: int,
-        first_task: int,
-    ) -> Episodes:
-        args = (episodes_per_task, [seed], horizon, None)
-        return self._dispatch(tasks, params, first_task, args)[0]
+    def _collect(self, request: Request) -> list[Episodes]:
+        """Run ``collect`` on every actor's slice, replacing dead actors; join the slices.
 
-    def sample_adaptation(
-        self,
-        tasks: Sequence[Task],
-        params: Params,
-        episodes_per_task: int,
-        seeds: Sequence[int],
-        adapt: Adapt,
-        horizon: int | None = None,
-        first_task: int = 0,
-        on_workers: bool = False,
-    ) -> list[Episodes]:
-        """See :meth:`Sampler.sample_adaptation`; ``on_workers`` adapts on the actors.
-
-        On the actors, each actor samples, adapts and samples again for its slice of the tasks
-        with the parameters sent once, on its CPU. ``adapt`` is pickled to every actor (once
-        per call, through the object store) and must run on a CPU there.
+        With ``request.adapt`` (``sample_adaptation(on_workers=True)``), each actor samples,
+        adapts and samples again for its slice with the parameters sent once, on its CPU;
+        ``adapt`` goes to the actors pickled, once per call, through the object store.
         """
-        if not on_workers:
-            return super().sample_adaptation(
-                tasks, params, episodes_per_task, seeds, adapt, horizon, first_task
-            )
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is closed")
-        tasks = list(tasks)
-        self._check_call(tasks, params, episodes_per_task, horizon, first_task)
-        args = (episodes_per_task, list(seeds), horizon, self._ray.put(adapt))
-        return self._dispatch(tasks, params, first_task, args)
-
-    def _dispatch(
-        self, tasks: list[Task], params: Params, first_task: int, args: tuple[Any, ...]
-    ) -> list[Episodes]:
-        """Run ``collect`` on every actor's slice, replacing dead actors; join the slices."""
         ray = self._ray
         started = time.perf_counter()
+        params, tasks = request.params, request.tasks
         first = next(iter(params.values()))
         params_ref = ray.put(
             {name: p.detach().cpu().contiguous().numpy() for name, p in params.items()}
         )
+        adapt_ref = None if request.adapt is None else ray.put(request.adapt)
         n = len(tasks)
         bounds = [index * n // self.workers for index in range(self.workers + 1)]
         busy = [index for index in range(self.workers) if bounds[index + 1] > bounds[index]]
 
         def submit(index: int) -> Any:
             lo, hi = bounds[index], bounds[index + 1]
-            return self._actors[index].collect.remote(
-                tasks[lo:hi], first_task + lo, params_ref, (lo, hi), *args
+            piece = replace(
+                request,
+                tasks=tasks[lo:hi],
+                params={},
+                first_task=request.first_task + lo,
+                adapt=None,
             )
+            return self._actors[index].collect.remote(piece, params_ref, (lo, hi), adapt_ref)
 
         pending = {submit(index): index for index in busy}
         results: dict[int, tuple[list[Arrays], tuple[int, float, float]]] = {}
@@ -331,7 +300,7 @@ class RaySampler(Sampler):
             raise RuntimeError(f"a Ray sampler actor raised an exception:\n{failure}") from (
                 failure.cause
             )
-        rounds = len(args[1])
+        rounds = len(request.seeds)
         ordered = [results[index] for index in busy]
         episodes = [
             _from_slices([arrays[k] for arrays, _ in ordered], first.device) for k in range(rounds)

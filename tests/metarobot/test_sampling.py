@@ -262,16 +262,34 @@ def test_non_finite_parameters_are_refused(local: Sampler, policy: GaussianMLPPo
         local.sample(TASKS, params, episodes_per_task=1, seed=0)
 
 
-@pytest.mark.parametrize(
-    ("tasks", "episodes_per_task", "horizon"),
-    [
-        (TASKS, 3, None),  # 12 envs over 2 workers
-        (TASKS[:3], 3, 5),  # uneven split, shorter horizon
-        (TASKS[:1], 1, None),  # one env: a worker with nothing to do
-        (TASKS * 4, 6, 12),  # more envs than before: the pools grow
-        ([tiny_task(0, 1.0, unstable_at=2), TASKS[1], tiny_task(2, 0.0, unstable_at=5)], 3, None),
-    ],
-)
+AGREEMENT_CASES = [
+    (TASKS, 3, None),  # 12 envs over 2 workers
+    (TASKS[:3], 3, 5),  # uneven split, shorter horizon
+    (TASKS[:1], 1, None),  # one env: a worker with nothing to do
+    (TASKS * 4, 6, 12),  # more envs than before: the pools grow
+    ([tiny_task(0, 1.0, unstable_at=2), TASKS[1], tiny_task(2, 0.0, unstable_at=5)], 3, None),
+]
+"""``(tasks, episodes_per_task, horizon)`` on which every backend must agree with local."""
+
+
+def assert_backends_agree(
+    local: Sampler,
+    other: Sampler,
+    policy: GaussianMLPPolicy,
+    tasks: list[Task],
+    episodes_per_task: int,
+    horizon: int | None,
+) -> None:
+    params = task_params(policy, len(tasks))
+    expected = local.sample(tasks, params, episodes_per_task, seed=5, horizon=horizon)
+    actual = other.sample(tasks, params, episodes_per_task, seed=5, horizon=horizon)
+    assert_identical(expected, actual)
+    assert actual.horizon == (HORIZON if horizon is None else horizon)
+    assert other.last_stats is not None
+    assert other.last_stats.env_steps == int(expected.masks.sum())
+
+
+@pytest.mark.parametrize(("tasks", "episodes_per_task", "horizon"), AGREEMENT_CASES)
 def test_local_and_process_agree_bit_for_bit(
     local: Sampler,
     process: Sampler,
@@ -280,11 +298,7 @@ def test_local_and_process_agree_bit_for_bit(
     episodes_per_task: int,
     horizon: int | None,
 ) -> None:
-    params = task_params(policy, len(tasks))
-    expected = local.sample(tasks, params, episodes_per_task, seed=5, horizon=horizon)
-    actual = process.sample(tasks, params, episodes_per_task, seed=5, horizon=horizon)
-    assert_identical(expected, actual)
-    assert expected.horizon == (HORIZON if horizon is None else horizon)
+    assert_backends_agree(local, process, policy, tasks, episodes_per_task, horizon)
 
 
 def test_unstable_episodes_are_flagged_and_cut(local: Sampler, policy: GaussianMLPPolicy) -> None:

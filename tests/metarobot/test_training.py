@@ -100,7 +100,11 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
 
 
 def test_bad_run_config_names_field_and_rule():
-    with pytest.raises(ValueError, match=r"backend='ray' \(must be one of"):
-        RunConfig(backend="ray")
+    with pytest.raises(ValueError, match=r"backend='dask' \(must be one of"):
+        RunConfig(backend="dask")
+    with pytest.raises(ValueError, match=r"iterations='ten' \(must be an integer\)"):
+        RunConfig.from_mapping({"iterations": "ten"})
+    with pytest.raises(ValueError, match=r"adapt_on='workers' \('workers' needs backend='ray'\)"):
+        RunConfig(adapt_on="workers")
     with pytest.raises(ValueError, match=r"unknown run config fields \['iteration'\]"):
         RunConfig.from_mapping({"iteration": 3})
