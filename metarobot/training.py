@@ -10,9 +10,9 @@ Faults the loop survives:
   ``config.toml`` are only ever replaced whole (:func:`metarobot.checkpoints.atomic_write`), so
   ``--resume`` continues from the last checkpoint, losing at most ``checkpoint_every``
   iterations, and drops the metrics rows after it.
-* Interrupted (``SIGINT``, ``KeyboardInterrupt``): the iteration in progress is abandoned, the
-  agent goes back to its state after the last complete iteration, that state is checkpointed,
-  and the interrupt propagates.
+* Interrupted (``SIGINT``, ``KeyboardInterrupt``; or ``SystemExit``, which Ray's handler of
+  ``SIGTERM`` raises): the iteration in progress is abandoned, the agent goes back to its state
+  after the last complete iteration, that state is checkpointed, and the interrupt propagates.
 * A non-finite update (NaN or infinity in a loss, in the agent's state after the update, or in
   the adapted parameters the validation rollouts would use): the update is dropped, the last
   good state kept, the iteration reported (``NonFiniteUpdateWarning``, ``losses/nonfinite``),
@@ -371,7 +371,8 @@ def train(
 
     Raises:
         ValueError: On bad input, before anything in ``run_dir`` changes.
-        KeyboardInterrupt: After checkpointing the last complete iteration.
+        KeyboardInterrupt: After checkpointing the last complete iteration (also
+            ``SystemExit``).
     """
     parts, start = _start(config, agent_config, run_dir, resume)
     config = parts.config
@@ -404,7 +405,7 @@ def train(
                 before=f"{metrics.get('adapt/step_0/return', math.nan):.1f}",
                 after=f"{metrics.get(after, math.nan):.1f}",
             )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # SystemExit: Ray's own SIGTERM handler
         last, state = complete
         if state is not None:
             parts.agent.load_state_dict(state)

@@ -1,12 +1,17 @@
 """Benchmark the samplers: env steps per second of full rollout collection, policy included.
 
 Collects ``tasks x episodes x horizon`` steps of ``HalfCheetahVel`` with the MAML policy (two
-hidden layers of 100) through each backend, and compares the rate with what the physics alone
-allows: the raw ``mujoco.mj_step`` rate on the same model (measured in the same run), divided by
-the env's frame skip, times the cores the backend uses. A second ratio compares with a bare
-``env.step`` loop, which isolates the sampler's own overhead from the env's Python code.
-Configurations and the reference loops are interleaved, and medians are reported, because the
-machine may be shared.
+hidden layers of 100) through each backend (local, process and Ray, the last on a local Ray
+started here), and compares the rate with what the physics alone allows: the raw
+``mujoco.mj_step`` rate on the same model (measured in the same run), divided by the env's frame
+skip, times the cores the backend uses. A second ratio compares with a bare ``env.step`` loop,
+which isolates the sampler's own overhead from the env's Python code; a third compares Ray with
+the process backend on as many workers.
+
+A second table times one meta-training iteration's rollouts (adaptation round, MAML inner step,
+validation round) with the inner step on the driver (process and Ray backends) or on the Ray
+actors. Configurations and the reference loops are interleaved, and medians are reported,
+because the machine may be shared.
 
 Usage::
 
@@ -37,9 +42,12 @@ import mujoco
 import numpy as np
 import torch
 
+import agents
 import envs
+from metarobot.config import RunConfig
 from metarobot.policies import GaussianMLPPolicy, detach_params, expand_params
-from metarobot.sampling import LocalSampler, ProcessSampler, Sampler
+from metarobot.sampling import LocalSampler, ProcessSampler, RaySampler, Sampler
+from metarobot.training import AgentAdaptation
 
 FAMILY = "HalfCheetahVel"
 
@@ -53,6 +61,24 @@ class Result:
     cores: int
     rates: list[float] = field(default_factory=list)
     policy_shares: list[float] = field(default_factory=list)
+
+    def make(self, env_fn: Any, policy: GaussianMLPPolicy) -> Sampler:
+        """The sampler this configuration measures."""
+        if self.name == "local":
+            return LocalSampler(env_fn, policy)
+        if self.name == "process":
+            return ProcessSampler(env_fn, policy, workers=self.workers)
+        return RaySampler(env_fn, policy, workers=self.workers)
+
+
+@dataclass
+class Adaptation:
+    """Wall times of one iteration's rollouts with the inner step in one place."""
+
+    label: str
+    sampler: Sampler
+    on_workers: bool
+    seconds: list[float] = field(default_factory=list)
 
 
 def mj_step_seconds(env: Any, steps: int, rng: np.random.Generator) -> float:
@@ -150,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per backend")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="process workers")
     parser.add_argument(
+        "--ray-workers", type=int, nargs="*", default=[1, 2], help="Ray actors (none: skip Ray)"
+    )
+    parser.add_argument(
         "--torch-threads",
         type=int,
         default=1,
@@ -160,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     num_tasks, episodes, horizon = (4, 5, 50) if args.quick else (20, 10, 200)
     repeats = args.repeats or (2 if args.quick else 5)
     torch.set_num_threads(args.torch_threads)
+    if args.ray_workers:
+        import ray
+
+        # Logical CPUs for every actor of every configuration at once; they run one at a time.
+        ray.init(num_cpus=sum(args.ray_workers), include_dashboard=False, log_to_driver=False)
 
     env_fn = functools.partial(envs.make, FAMILY)
     tasks = envs.get_family(FAMILY).sample_tasks(num_tasks, split="train", seed=0)
@@ -169,18 +203,29 @@ def main(argv: list[str] | None = None) -> int:
     policy = GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes=(100, 100))
     params = detach_params(expand_params(policy.meta_parameters(), num_tasks))
     reference.set_task(tasks[0])
+    agent = agents.make_agent("maml", policy, None, "cpu")
+    adapt = AgentAdaptation(agent, RunConfig(family=FAMILY, hidden_sizes=(100, 100)))
 
     results = [Result("local", 1, 1)]
     results += [Result("process", w, w) for w in args.workers]
+    results += [Result("ray", w, w) for w in args.ray_workers]
     samplers: list[Sampler] = []
     print(f"starting samplers for {num_tasks} tasks x {episodes} episodes x {horizon} steps")
     try:
         for result in results:
-            if result.name == "local":
-                samplers.append(LocalSampler(env_fn, policy))
-            else:
-                samplers.append(ProcessSampler(env_fn, policy, workers=result.workers))
+            samplers.append(result.make(env_fn, policy))
             samplers[-1].sample(tasks, params, episodes, seed=10_000, horizon=horizon)  # warm-up
+        by_name = {(r.name, r.workers): s for r, s in zip(results, samplers, strict=True)}
+        most = max(args.ray_workers, default=0)
+        adaptations = [
+            Adaptation(f"{name} x{most}, inner step on the {where}", by_name[name, most], on)
+            for name, where, on in (
+                ("process", "driver", False),
+                ("ray", "driver", False),
+                ("ray", "actors", True),
+            )
+            if (name, most) in by_name
+        ]
         rng = np.random.default_rng(0)
         mj_seconds: list[float] = []
         env_rates: dict[int, list[float]] = {result.cores: [] for result in results}
@@ -199,6 +244,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"{stats.steps_per_second:,.0f} steps/s, policy {stats.policy_seconds:.2f} s "
                     f"of {stats.seconds:.2f} s"
                 )
+            for adaptation in adaptations:
+                started = time.perf_counter()
+                adaptation.sampler.sample_adaptation(
+                    tasks, params, episodes, [repeat, repeat + 1], adapt, horizon,
+                    on_workers=adaptation.on_workers,
+                )  # fmt: skip
+                adaptation.seconds.append(time.perf_counter() - started)
+                print(f"repeat {repeat}: {adaptation.label}: {adaptation.seconds[-1]:.2f} s")
     finally:
         for sampler in samplers:
             sampler.close()
@@ -233,15 +286,18 @@ def main(argv: list[str] | None = None) -> int:
         + ".",
         "",
         "| backend | workers | cores | env steps/s (median) | range | vs mj_step limit x cores "
-        "| vs bare env.step loops | policy share |",
-        "|---|---|---|---|---|---|---|---|",
+        "| vs bare env.step loops | vs process, same workers | policy share |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    process_rates = {r.workers: statistics.median(r.rates) for r in results if r.name == "process"}
     for result in results:
         rate = statistics.median(result.rates)
+        versus = process_rates.get(result.workers) if result.name == "ray" else None
         lines.append(
-            f"| {result.name} | {result.workers if result.name == 'process' else '-'} "
+            f"| {result.name} | {result.workers if result.name != 'local' else '-'} "
             f"| {result.cores} | {rate:,.0f} | {min(result.rates):,.0f}-{max(result.rates):,.0f} "
             f"| {rate / (mj_limit * result.cores):.2f} | {rate / env_limits[result.cores]:.2f} "
+            f"| {f'{rate / versus:.2f}' if versus else '-'} "
             f"| {statistics.median(result.policy_shares):.0%} |"
         )
     two = [r for r in results if r.name == "process" and r.workers == 2]
@@ -260,9 +316,29 @@ def main(argv: list[str] | None = None) -> int:
         "loops`: over the bare loops on as many cores, i.e. the sampler's own efficiency; the gap "
         "between the bare loops and the physics limit is the env's Python code and the cache "
         "misses of stepping many models, which no sampler removes. `policy share`: time in the "
-        "batched forward pass, noise, log-probs and clipping, while the env workers idle.",
+        "batched forward pass, noise, log-probs and clipping, while the env workers idle (for "
+        "Ray: in the slowest actor, whose forward pass runs while the other actors step).",
         "",
     ]
+    if adaptations:
+        lines += [
+            "## One iteration's rollouts: inner step on the driver or on the actors",
+            "",
+            "An adaptation round, one MAML inner step (policy gradient, linear baseline; CPU), "
+            "and a validation round with the adapted parameters: "
+            f"2 x {num_tasks * episodes * horizon:,} env steps, medians of {repeats}.",
+            "",
+            "| configuration | seconds (median) | range | vs process, inner step on the driver |",
+            "|---|---|---|---|",
+        ]
+        base = statistics.median(adaptations[0].seconds)
+        for adaptation in adaptations:
+            seconds = statistics.median(adaptation.seconds)
+            lines.append(
+                f"| {adaptation.label} | {seconds:.2f} | {min(adaptation.seconds):.2f}-"
+                f"{max(adaptation.seconds):.2f} | {seconds / base:.2f} |"
+            )
+        lines.append("")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines))
     print("\n".join(lines))

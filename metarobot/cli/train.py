@@ -3,7 +3,7 @@
 ``--resume`` starts from the run's saved config, so flags there are changes to it; only how
 long and how a run executes may change (see ``RESUMABLE_FIELDS``), anything else is refused.
 ``SIGINT`` (Ctrl-C) and ``SIGTERM`` (a scheduler's preemption) stop the run after checkpointing
-its last complete iteration; the exit code is then 130.
+its last complete iteration; after Ctrl-C the exit code is 130.
 """
 
 from __future__ import annotations
