@@ -175,16 +175,19 @@ def test_actors_that_cannot_start_are_reported(
         assert isinstance(sampler, RaySampler) and sampler.env_spec.obs_dim == 4
 
 
-@pytest.mark.parametrize("agent", ["maml", "reptile"])
+@pytest.mark.parametrize(
+    ("agent", "agent_config"), [("maml", {}), ("reptile", {"num_inner_steps": 2})]
+)
 def test_training_on_ray_equals_local_training(
-    ray_session: None, tmp_path: Path, agent: str
+    ray_session: None, tmp_path: Path, agent: str, agent_config: dict[str, Any]
 ) -> None:
     """MAML's and Reptile's inner loops treat tasks independently, bit for bit, so adapting on
     the actors (one slice of the tasks each) gives the parameters of adapting all here."""
     config = RunConfig(**{**TINY.__dict__, "agent": agent, "iterations": 3})
-    expected = final_params(training.train(config, tmp_path / "local", progress=False))
+    local = training.train(config, tmp_path / "local", agent_config, progress=False)
+    expected = final_params(local)
     remote = RunConfig(**{**config.__dict__, "backend": "ray", "workers": 2, "adapt_on": "workers"})
-    parts = training.train(remote, tmp_path / "ray", progress=False)
+    parts = training.train(remote, tmp_path / "ray", agent_config, progress=False)
     parts.close()
     got = final_params(parts)
     for name in expected:
