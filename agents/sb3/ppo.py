@@ -192,6 +192,8 @@ class PPOBaseline(Agent[ConfigT]):
         super().__init__(policy, config, device)
         self._environments: tuple[EnvFn, TaskFamily, int] | None = None
         self._learner: PPO | None = None
+        self._loaded: _LearnerState | None = None
+        """A loaded template waiting for the learner (see :meth:`load_state_dict`)."""
         self._runs: dict[bytes, _LearnerState] = {}
 
     @property
@@ -250,7 +252,7 @@ class PPOBaseline(Agent[ConfigT]):
 
     def state_dict(self) -> dict[str, Any]:
         """Policy and config, and the template's SB3 actor-critic and optimizer state."""
-        template = self._snapshot()
+        template = self._loaded if self._loaded is not None else self._snapshot()
         return {
             **super().state_dict(),
             "sb3_policy": template.policy,
@@ -258,14 +260,21 @@ class PPOBaseline(Agent[ConfigT]):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved (after :meth:`use_environments`)."""
+        """Restore what :meth:`state_dict` saved.
+
+        Before :meth:`use_environments` (an agent rebuilt from its state alone, as the Ray
+        backend's actors do) the SB3 state waits for the learner, which is built from the
+        environments; the policy and config are restored at once.
+        """
         config = self.config
         super().load_state_dict(state)
-        if self.config != config:  # the learner's hyperparameters come from the config
-            self._build_learner()
-        self._restore(_LearnerState(state["sb3_policy"], state["sb3_optimizer"]))
-        self._sync_actor()
+        self._loaded = _LearnerState(state["sb3_policy"], state["sb3_optimizer"])
         self._runs = {}
+        if self._learner is not None and self.config == config:
+            self._apply_loaded()
+            self._sync_actor()
+        elif self._environments is not None:  # the learner's hyperparameters come from config
+            self._build_learner()
 
     def _pretraining_setup(self) -> tuple[int, dict[str, Any]]:
         """Environments and extra ``PPO`` arguments for the learner's own rollouts.
@@ -301,7 +310,15 @@ class PPOBaseline(Agent[ConfigT]):
             )
         learner.set_logger(Logger(folder=None, output_formats=[]))
         self._learner = learner
+        if self._loaded is not None:
+            self._apply_loaded()
         self._sync_actor()
+
+    def _apply_loaded(self) -> None:
+        """Make the loaded template the learner's (the caller then syncs the actor)."""
+        assert self._loaded is not None
+        self._restore(self._loaded)
+        self._loaded = None
 
     def _sync_actor(self) -> None:
         """Put the meta-parameters into the learner's actor (the template's actor)."""
@@ -383,8 +400,8 @@ class PPOMultiTask(PPOBaseline[PPOMultiTaskConfig]):
 
         Returns:
             ``pretrain/env_steps`` and ``pretrain/budget`` (cumulative), and
-            ``pretrain/episode_return`` (mean return of this update's last 100 episodes,
-            NaN when it took no step).
+            ``pretrain/episode_return`` (mean return of this update's last 100 episodes; absent
+            when it finished none, since the training loop drops updates with NaN metrics).
         """
         learner = self.learner
         valid = batch.valid
@@ -395,7 +412,7 @@ class PPOMultiTask(PPOBaseline[PPOMultiTaskConfig]):
         self.budget += per_iteration
         rollout = learner.n_steps * learner.n_envs
         steps = math.ceil(max(self.budget - self.env_steps, 0) / rollout) * rollout
-        episode_return = float("nan")
+        metrics: dict[str, float] = {}
         if steps:
             assert self._environments is not None and learner.env is not None
             seed = _derived_seed(self._environments[2], self.updates)
@@ -406,7 +423,8 @@ class PPOMultiTask(PPOBaseline[PPOMultiTaskConfig]):
             self.env_steps += learner.num_timesteps
             assert learner.ep_info_buffer is not None
             if learner.ep_info_buffer:
-                episode_return = float(np.mean([info["r"] for info in learner.ep_info_buffer]))
+                returns = [info["r"] for info in learner.ep_info_buffer]
+                metrics["pretrain/episode_return"] = float(np.mean(returns))
             with torch.no_grad():
                 meta = self.policy.meta_parameters()
                 for name, value in actor_params(learner.policy, self.policy).items():
@@ -415,7 +433,7 @@ class PPOMultiTask(PPOBaseline[PPOMultiTaskConfig]):
         return {
             "pretrain/env_steps": float(self.env_steps),
             "pretrain/budget": float(self.budget),
-            "pretrain/episode_return": episode_return,
+            **metrics,
         }
 
     def _pretraining_setup(self) -> tuple[int, dict[str, Any]]:

@@ -204,6 +204,29 @@ def test_multitask_pretraining_moves_the_policy_and_resumes_exactly(tmp_path) ->
     resumed.close()
 
 
+def test_an_update_with_nothing_to_learn_reports_only_finite_metrics() -> None:
+    parts = multitask_parts(pretrain_steps=1)
+    batch = MetaBatch(train=[], valid=sample(parts))
+    first, second = parts.agent.meta_update(batch), parts.agent.meta_update(batch)
+    assert first["pretrain/env_steps"] == second["pretrain/env_steps"] == 32
+    assert "pretrain/episode_return" in first and "pretrain/episode_return" not in second
+    assert all(np.isfinite(value) for value in (*first.values(), *second.values()))
+    parts.close()
+
+
+def test_state_loaded_before_the_environments_waits_for_them(scratch: RunParts) -> None:
+    """As the Ray backend's actors rebuild an agent: from its state alone, no environments."""
+    state = scratch.agent.state_dict()
+    policy = GaussianMLPPolicy(scratch.agent.policy.obs_dim, 2, hidden_sizes=TINY.hidden_sizes)
+    agent = PPOScratch(policy)
+    agent.load_state_dict(state)
+    assert agent.state_dict()["sb3_policy"] is state["sb3_policy"]
+    env_fn = functools.partial(envs.make, "PointNav2D", horizon=HORIZON)
+    agent.use_environments(env_fn, scratch.family, seed=999)  # another critic init: replaced
+    for name, value in state["sb3_policy"].items():
+        torch.testing.assert_close(agent.learner.policy.state_dict()[name], value, rtol=0, atol=0)
+
+
 def test_isolated_rng_leaves_global_generators_as_they_were() -> None:
     torch.manual_seed(0)
     expected = torch.rand(3)
