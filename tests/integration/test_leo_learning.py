@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from metarobot.config import RunConfig
-from tests.integration.test_reptile_learning import assert_meta_training_helps
+from tests.integration.learning import assert_meta_training_helps
 
 CONFIG = RunConfig(
     family="PointNav2D",
