@@ -59,10 +59,14 @@ def param_values(family: TaskFamily) -> st.SearchStrategy[dict[str, Any]]:
             }
         )
 
-    valid = fields(
-        lambda spec: st.one_of(
-            st.sampled_from([spec.low, spec.high]), st.floats(spec.low, spec.high)
-        )
+    valid = st.one_of(
+        fields(
+            lambda spec: st.one_of(
+                st.sampled_from([spec.low, spec.high]), st.floats(spec.low, spec.high)
+            )
+        ),
+        # Sampled tasks are valid by definition (the only valid ones for Meta-World's sets).
+        st.sampled_from([dict(task.params) for task in family.sample_tasks(10, seed=0)]),
     )
     anything = fields(
         lambda spec: st.one_of(
@@ -81,6 +85,10 @@ def in_range(family: TaskFamily, params: dict[str, Any]) -> bool:
             return False
         if not (values <= spec.high).all():
             return False
+    try:  # families with fixed task sets (Meta-World ML1) refuse other in-range points
+        family.split_of(params)
+    except ValueError:
+        return False
     return True
 
 
