@@ -284,7 +284,7 @@ class PPOBaseline(Agent[ConfigT]):
         return 1, {}
 
     def _build_learner(self) -> None:
-        """(Re)build the learner from the config and the environments; the template is fresh."""
+        """(Re)build the learner from config and environments: the loaded template, else fresh."""
         if self._environments is None:
             raise RuntimeError("use_environments() must come before the learner is built")
         env_fn, family, seed = self._environments
