@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -265,7 +266,8 @@ def plot_comparison(rows: Sequence[AgentRow], path: Path) -> None:
     if len(metrics) > 1:
         axes[1].set_ylim(-0.05, 1.05)
     axes[0].legend(title="agent (runs)", fontsize="small")
-    fig.suptitle(describe_setting(rows), fontsize="medium")
+    # About 13 characters of the title per inch of figure: wrap rather than clip it.
+    fig.suptitle(textwrap.fill(describe_setting(rows), int(13 * fig.get_figwidth())), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
