@@ -52,6 +52,7 @@ class _AntTask(MetaEnv, AntEnv):
     """An Ant whose forward reward is replaced by a task term computed from its planar motion."""
 
     _needs_contact_forces = True
+    can_share_model = True
 
     def __init__(self, task: Task | None = None, horizon: int | None = None, **kwargs: Any):
         AntEnv.__init__(self, **kwargs)

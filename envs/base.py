@@ -10,7 +10,9 @@ refused, and a simulation that diverges ends the episode with ``truncated=True``
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import mujoco
@@ -24,14 +26,32 @@ StepResult = tuple[np.ndarray, float, bool, bool, dict[str, Any]]
 
 # MuJoCo checks positions, velocities and accelerations every step; on NaN, inf or huge values
 # it warns and resets the state, so these counters catch every divergence.
-_DIVERGENCE_WARNINGS = tuple(
-    int(w)
-    for w in (
-        mujoco.mjtWarning.mjWARN_BADQPOS,
-        mujoco.mjtWarning.mjWARN_BADQVEL,
-        mujoco.mjtWarning.mjWARN_BADQACC,
-    )
-)
+_BADQPOS = int(mujoco.mjtWarning.mjWARN_BADQPOS)
+_BADQVEL = int(mujoco.mjtWarning.mjWARN_BADQVEL)
+_BADQACC = int(mujoco.mjtWarning.mjWARN_BADQACC)
+
+
+# Compiled models shared by the envs built inside ``sharing_models()``, keyed by model file and
+# offscreen size. Shared models stay pristine: only families whose tasks never write the model
+# may share one (``MetaEnv.can_share_model``).
+_SHARED_MODELS: dict[tuple[str, int, int], mujoco.MjModel] = {}
+_SHARING = ContextVar("metarobot_sharing_models", default=False)
+
+
+@contextmanager
+def sharing_models() -> Iterator[None]:
+    """Within this block, new envs reuse one compiled ``MjModel`` per model file.
+
+    Samplers step hundreds of envs of one family per process; with one model between them the
+    physics reads one copy of the model instead of hundreds, which cuts the cache misses of
+    round-robin stepping (about an eighth of a HalfCheetah step). Each env keeps its own
+    ``MjData``. Only for families with ``can_share_model``; see :func:`envs.make`.
+    """
+    token = _SHARING.set(True)
+    try:
+        yield
+    finally:
+        _SHARING.reset(token)
 
 
 def coerce_task(task: Task | Mapping[str, Any] | str) -> Task:
@@ -61,6 +81,9 @@ class MetaEnv(MujocoEnv):
     # Gymnasium computes cfrc_ext (contact forces) after every step; only families that observe
     # or penalize them pay for it.
     _needs_contact_forces: bool = False
+    can_share_model: ClassVar[bool] = False
+    """Whether envs of this family may share one ``MjModel``: true where tasks change only the
+    reward or the initial state, never the model (tests/envs check it for every family)."""
 
     def _init_meta(self, task: Task | Mapping[str, Any] | str | None, horizon: int | None) -> None:
         """Finish construction; call at the end of the subclass ``__init__``."""
@@ -70,8 +93,8 @@ class MetaEnv(MujocoEnv):
         assert isinstance(self.action_space, Box)
         self._action_low = self.action_space.low.astype(np.float64)
         self._action_high = self.action_space.high.astype(np.float64)
-        # Live views into MjData (cheap to read each step, unlike indexing data.warning).
-        self._divergence_counters = [self.data.warning[w] for w in _DIVERGENCE_WARNINGS]
+        # A live view of MjData's warning counters, read twice per step.
+        self._divergence_counts = self.data.warning.number
         if task is not None:
             self.set_task(coerce_task(task))
 
@@ -103,7 +126,7 @@ class MetaEnv(MujocoEnv):
 
     def step(self, action: np.ndarray) -> StepResult:  # type: ignore[override]
         """Advance one control step; refuses malformed actions and flags diverged physics."""
-        task = self._require_task()
+        task = self._task if self._task is not None else self._require_task()
         action = self._check_action(action)
         diverged_before = self._divergences()
         obs, reward, terminated, truncated, info = self._robot_step(action)
@@ -119,7 +142,8 @@ class MetaEnv(MujocoEnv):
         return super().step(action)
 
     def _divergences(self) -> int:
-        return sum(counter.number for counter in self._divergence_counters)
+        counts = self._divergence_counts
+        return int(counts[_BADQPOS] + counts[_BADQVEL] + counts[_BADQACC])
 
     def _unstable_step(self, task: Task) -> StepResult:
         """End the episode on diverged physics, returning the last finite observation."""
@@ -138,13 +162,26 @@ class MetaEnv(MujocoEnv):
 
     def _check_action(self, action: np.ndarray) -> np.ndarray:
         array = np.asarray(action, dtype=np.float64)
-        if array.shape != self._action_low.shape or not np.isfinite(array).all():
+        # A finite dot product proves every entry finite, and costs a third of np.isfinite.
+        finite = math.isfinite(array @ array) if array.ndim == 1 else False
+        if array.shape != self._action_low.shape or not (finite or np.isfinite(array).all()):
             raise ValueError(
                 f"action {np.asarray(action).tolist()} is invalid for {self.family.name}: "
                 f"expected {self._action_low.shape[0]} finite values in "
                 f"[{self._action_low.tolist()}, {self._action_high.tolist()}]"
             )
         return array
+
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        if not (_SHARING.get() and self.can_share_model):
+            return super()._initialize_simulation()
+        key = (self.fullpath, self.width, self.height)
+        model = _SHARED_MODELS.get(key)
+        if model is None:
+            model, data = super()._initialize_simulation()
+            _SHARED_MODELS[key] = model
+            return model, data
+        return model, mujoco.MjData(model)
 
     def _step_mujoco_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
         self.data.ctrl[:] = ctrl

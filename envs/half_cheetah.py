@@ -34,6 +34,8 @@ HALF_CHEETAH_DIR = TaskFamily(
 class _HalfCheetahTask(MetaEnv, HalfCheetahEnv):
     """A HalfCheetah whose forward reward depends on the task."""
 
+    can_share_model = True
+
     def __init__(
         self,
         task: Task | None = None,
@@ -53,14 +55,16 @@ class _HalfCheetahTask(MetaEnv, HalfCheetahEnv):
     def _robot_step(self, action: np.ndarray) -> StepResult:
         # Gymnasium's step spends a third of a HalfCheetah step in Python (shape checks, copies,
         # contact forces nobody reads); this one computes the same quantities leanly.
+        # Python floats, not numpy scalars: the same values, a few times faster to compute with.
         qpos = self.data.qpos
-        x_before = qpos[0]
+        x_before = float(qpos[0])
         self._step_mujoco_simulation(action, self.frame_skip)
-        x_velocity = (qpos[0] - x_before) / self._dt
+        x_after = float(qpos[0])
+        x_velocity = (x_after - x_before) / self._dt
         forward = self._forward_reward(x_velocity)
         ctrl_cost = self._ctrl_cost_weight * float(action @ action)
         info = {
-            "x_position": qpos[0],
+            "x_position": x_after,
             "x_velocity": x_velocity,
             "reward_forward": forward,
             "reward_ctrl": -ctrl_cost,

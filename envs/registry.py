@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium
 
 from envs.ant import ANT_DIR, ANT_GOAL
-from envs.base import MetaEnv
+from envs.base import MetaEnv, sharing_models
 from envs.half_cheetah import HALF_CHEETAH_DIR, HALF_CHEETAH_VEL
 from envs.manipulation import PICK_PLACE, PICK_PLACE_PARAMS, PUSH, REACH
 from envs.manipulation.metaworld_ml1 import INSTALL_HINT, METAWORLD_FAMILIES, metaworld_installed
@@ -77,13 +77,26 @@ def env_class(name: str) -> type[MetaEnv]:
     return cls
 
 
-def make(name: str, **kwargs: Any) -> MetaEnv:
+def make(name: str, share_model: bool = False, **kwargs: Any) -> MetaEnv:
     """A bare env of family ``name``: no Gymnasium wrappers, for samplers that step many envs.
 
     Prefer ``gymnasium.make("metarobot/<name>-v0")`` elsewhere: it adds the time limit and
     Gymnasium's checks. ``kwargs`` go to the env (``task``, ``horizon``, ``render_mode``, ...).
+    With ``share_model``, envs of this process share one compiled ``MjModel`` (faster to build
+    and to step by the hundred; edit it and every env sees the edit); only for families whose
+    ``can_share_model`` is true.
     """
-    return env_class(name)(**kwargs)
+    cls = env_class(name)
+    if not share_model:
+        return cls(**kwargs)
+    if not cls.can_share_model:
+        sharable = [n for n in FAMILIES if env_class(n).can_share_model]
+        raise ValueError(
+            f"{name} envs cannot share a model (its tasks change the model); families that "
+            f"can: {', '.join(sharable)}"
+        )
+    with sharing_models():
+        return cls(**kwargs)
 
 
 def register_all() -> None:

@@ -56,6 +56,16 @@ def resolve(config: RunConfig) -> RunConfig:
     return config.resolved(envs.get_family(config.family).horizon)
 
 
+def sampler_env_fn(family: str, horizon: int | None = None) -> EnvFn:
+    """The picklable env factory a run's sampler uses.
+
+    Samplers step hundreds of envs per process, so they share one compiled model where the
+    family allows it (see ``envs.make``).
+    """
+    share_model = envs.env_class(family).can_share_model
+    return functools.partial(envs.make, family, share_model=share_model, horizon=horizon)
+
+
 def build(config: RunConfig, agent_config: Any = None) -> RunParts:
     """Family, freshly initialized agent (seeded) and sampler for a resolved config."""
     family = envs.get_family(config.family)
@@ -72,7 +82,7 @@ def build(config: RunConfig, agent_config: Any = None) -> RunParts:
     torch.manual_seed(derive_seed(config.seed, 0xC0FFEE))
     policy = GaussianMLPPolicy(obs_dim, act_dim, config.hidden_sizes)
     agent = agents.make_agent(config.agent, policy, agent_config, config.device)
-    env_fn = functools.partial(envs.make, config.family, horizon=config.horizon)
+    env_fn = sampler_env_fn(config.family, config.horizon)
     if isinstance(agent, UsesEnvironments):
         agent.use_environments(env_fn, family, derive_seed(config.seed, 0x5B3))
     sampler = make_sampler(config.backend, env_fn, agent.policy, config.workers)

@@ -72,6 +72,7 @@ class _TabletopTask(MetaEnv, TabletopGripper):
 
     family: ClassVar[BenchmarkFamily]
     default_shape: ClassVar[ObjectShape] = "cube"
+    can_share_model = True
 
     def __init__(
         self,
@@ -163,6 +164,7 @@ class PickPlaceParamsEnv(PickPlaceEnv):
     """PickPlace with the object's ``mass``, ``size`` and ``friction`` multiplied in place."""
 
     family = PICK_PLACE_PARAMS
+    can_share_model = False  # tasks scale the object's mass, size and friction in the model
 
     def __init__(self, task: Task | None = None, horizon: int | None = None, **kwargs: Any):
         super().__init__(None, horizon, **kwargs)  # the task needs the physics, built next

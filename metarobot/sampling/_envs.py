@@ -1,8 +1,8 @@
 """The environment half of every sampler: stepping a slice of environments into flat buffers.
 
 Worker processes run this code on their slice of the environments and the in-process backend
-runs it on all of them; sharing it is what makes the backends agree bit for bit. It needs numpy
-only (no torch).
+runs it on all of them; sharing it is what makes the backends agree bit for bit. Also here: the
+loop a worker process serves its driver with (:func:`serve`). It needs numpy only (no torch).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium
 import numpy as np
@@ -28,6 +28,7 @@ MAX_INFO_KEYS = 64
 
 # One-byte messages of the worker protocol; everything rarer than a step is a pickled tuple.
 STEP = b"s"
+CLOSE = b"x"
 REPLY_OK = b"."
 REPLY_KEYS = b"k"  # followed by the pickled list of info keys first seen in this step
 REPLY_ERROR = b"e"  # followed by the pickled (exception, formatted traceback)
@@ -207,22 +208,22 @@ class EnvSlice:
         # A private copy: an env may keep a reference to its action, and the driver rewrites the
         # shared rows on the next step.
         actions = buffers.actions[lo:hi].copy()
-        obs_rows, rewards, terminated = buffers.obs, buffers.rewards, buffers.terminated
-        truncated, unstable, infos = buffers.truncated, buffers.unstable, buffers.infos
+        active = np.flatnonzero(buffers.active[lo:hi])
+        # Results gather in lists and go into the buffers with one assignment per array: a
+        # numpy item assignment per environment and field costs more than the env's own code.
+        observations, rewards, terminated, truncated, unstable = [], [], [], [], []
+        info_rows, info_slots, info_values = [], [], []
         slots = self._slots
         envs = self.envs
         scalar_types, skipped_types = _SCALAR_TYPES, self._skipped_types
-        for j in np.flatnonzero(buffers.active[lo:hi]).tolist():
+        for j in active.tolist():
             obs, reward, term, trunc, info = envs[j].step(actions[j])
-            i = lo + j
-            obs_rows[i] = obs
-            rewards[i] = reward
-            terminated[i] = term
-            truncated[i] = trunc
+            observations.append(obs)
+            rewards.append(reward)
+            terminated.append(term)
+            truncated.append(trunc)
+            unstable.append(info.get("unstable", False))
             for key, value in info.items():
-                if key == "unstable":
-                    unstable[i] = bool(value)
-                    continue
                 kind = type(value)
                 if kind not in scalar_types:
                     if kind in skipped_types:
@@ -234,8 +235,21 @@ class EnvSlice:
                         continue
                 slot = slots.get(key)
                 if slot is None:
+                    if key == "unstable":  # has its own field
+                        continue
                     slot = self._add_key(key)
-                infos[i, slot] = value
+                info_rows.append(j)
+                info_slots.append(slot)
+                info_values.append(value)
+        if observations:
+            rows = active + lo
+            buffers.obs[rows] = observations
+            buffers.rewards[rows] = rewards
+            buffers.terminated[rows] = terminated
+            buffers.truncated[rows] = truncated
+            buffers.unstable[rows] = unstable
+            if info_values:
+                buffers.infos[np.add(info_rows, lo), info_slots] = info_values
         return self.info_keys[known:]
 
     def _add_key(self, key: str) -> int:
@@ -255,69 +269,112 @@ class EnvSlice:
         self.envs = []
 
 
-def worker_main(conn: Connection, env_fn: EnvFn) -> None:
-    """Entry point of a worker process of the process backend.
+class Handler(Protocol):
+    """What a worker process runs: see :func:`serve`."""
 
-    Protocol (the driver speaks first; the worker answers every message exactly once):
-    ``STEP`` steps the worker's slice and answers ``REPLY_OK`` or ``REPLY_KEYS`` + new keys; a
-    pickled ``("attach", shm_name, capacity)``, ``("reset", lo, hi, tasks, seeds)`` or
-    ``("close",)`` does that and answers ``REPLY_OK``. The first answer, before any message, is
-    the pickled ``EnvSpec``. Any exception is answered with ``REPLY_ERROR`` and the worker keeps
-    serving; an end of file on the pipe (the driver is gone) ends it quietly.
+    def hello(self) -> bytes:
+        """The first answer, before any message (e.g. the pickled ``EnvSpec``)."""
+        ...
+
+    def handle(self, message: bytes) -> bytes:
+        """The answer to one message."""
+        ...
+
+    def close(self) -> None:
+        """Release the environments."""
+        ...
+
+
+def serve(conn: Connection, build: Callable[[], Handler]) -> None:
+    """Entry point of a worker process: answer the driver over ``conn`` until it is done.
+
+    Protocol (the worker answers every message exactly once): the first answer, before any
+    message, is ``hello()`` of the handler that ``build`` returns; each message is then answered
+    with ``handle(message)``; ``CLOSE`` is answered ``REPLY_OK`` and ends the worker. Any
+    exception is answered with ``REPLY_ERROR`` and the worker keeps serving; an end of file on
+    the pipe (the driver is gone) ends it quietly.
     """
     # Ctrl-C goes to the whole process group; let the driver handle it and close us cleanly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    envs = EnvSlice(env_fn)
-    shm: SharedMemory | None = None
-    buffers: StepBuffers | None = None
-    lo = hi = 0
+    handler: Handler | None = None
     try:
         try:
-            reply = pickle.dumps(envs.spec())
+            handler = build()
+            reply = handler.hello()
         except Exception as exc:
-            reply = _error_reply(exc)
+            reply = error_reply(exc)
         conn.send_bytes(reply)
         while True:
             message = conn.recv_bytes()
+            if message == CLOSE:
+                conn.send_bytes(REPLY_OK)
+                return
             try:
-                if message == STEP:
-                    assert buffers is not None
-                    new_keys = envs.step(buffers, lo, hi)
-                    reply = REPLY_KEYS + pickle.dumps(new_keys) if new_keys else REPLY_OK
-                else:
-                    command, *args = pickle.loads(message)
-                    if command == "close":
-                        conn.send_bytes(REPLY_OK)
-                        return
-                    if command == "attach":
-                        name, capacity, obs_dim, act_dim = args
-                        if buffers is not None:
-                            buffers.release()
-                        if shm is not None:
-                            shm.close()
-                        shm = SharedMemory(name=name)
-                        buffers = StepBuffers(shm.buf, capacity, obs_dim, act_dim)
-                    elif command == "reset":
-                        assert buffers is not None
-                        lo, hi, tasks, seeds = args
-                        envs.reset(buffers, lo, tasks, seeds)
-                    else:
-                        raise ValueError(f"unknown sampler worker command {command!r}")
-                    reply = REPLY_OK
+                if handler is None:
+                    raise RuntimeError("this sampler worker failed to start")
+                reply = handler.handle(message)
             except Exception as exc:
-                reply = _error_reply(exc)
+                reply = error_reply(exc)
             conn.send_bytes(reply)
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the driver went away; nothing left to answer
     finally:
-        if buffers is not None:
-            buffers.release()
-        if shm is not None:
-            shm.close()
-        envs.close()
+        if handler is not None:
+            handler.close()
 
 
-def _error_reply(exc: BaseException) -> bytes:
+class LockstepWorker:
+    """The handler of a worker process that steps a slice of environments in lockstep.
+
+    ``STEP`` steps the slice and answers ``REPLY_OK`` or ``REPLY_KEYS`` + new info keys; a
+    pickled ``("attach", shm_name, capacity, obs_dim, act_dim)`` maps the driver's shared
+    buffers, and ``("reset", lo, hi, tasks, seeds)`` resets the slice into rows ``lo..hi``.
+    """
+
+    def __init__(self, env_fn: EnvFn) -> None:
+        self._envs = EnvSlice(env_fn)
+        self._shm: SharedMemory | None = None
+        self._buffers: StepBuffers | None = None
+        self._rows = (0, 0)
+
+    def hello(self) -> bytes:
+        return pickle.dumps(self._envs.spec())
+
+    def handle(self, message: bytes) -> bytes:
+        if message == STEP:
+            assert self._buffers is not None
+            new_keys = self._envs.step(self._buffers, *self._rows)
+            return REPLY_KEYS + pickle.dumps(new_keys) if new_keys else REPLY_OK
+        command, *args = pickle.loads(message)
+        if command == "attach":
+            name, capacity, obs_dim, act_dim = args
+            self._detach()
+            self._shm = SharedMemory(name=name)
+            self._buffers = StepBuffers(self._shm.buf, capacity, obs_dim, act_dim)
+        elif command == "reset":
+            assert self._buffers is not None
+            lo, hi, tasks, seeds = args
+            self._rows = (lo, hi)
+            self._envs.reset(self._buffers, lo, tasks, seeds)
+        else:
+            raise ValueError(f"unknown sampler worker command {command!r}")
+        return REPLY_OK
+
+    def _detach(self) -> None:
+        if self._buffers is not None:
+            self._buffers.release()
+            self._buffers = None
+        if self._shm is not None:
+            self._shm.close()
+            self._shm = None
+
+    def close(self) -> None:
+        self._detach()
+        self._envs.close()
+
+
+def error_reply(exc: BaseException) -> bytes:
+    """``REPLY_ERROR`` + the pickled ``(exception, formatted traceback)``."""
     text = "".join(traceback.format_exception(exc))
     try:
         return REPLY_ERROR + pickle.dumps((exc, text))

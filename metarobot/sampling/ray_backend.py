@@ -4,7 +4,8 @@ Across machines, one round trip per environment step would cost more than the st
 driver here does not step anything. It splits the ``N`` tasks into contiguous slices, one per
 actor, puts the parameters into Ray's object store once per call, and each actor runs the
 lockstep loop of :class:`~metarobot.sampling.base.LocalSampler` on its slice, with its own
-environments and a CPU copy of the policy, and sends its episodes back as numpy arrays. Reset
+environments and a CPU copy of the policy, and sends its episodes back as numpy arrays (the
+slicing is :mod:`metarobot.sampling.slices`, shared with the process backend's). Reset
 seeds and action noise are addressed by each episode's position in the whole batch, and the CPU
 forward pass is single-threaded, so the slices put together equal, bit for bit, what
 ``LocalSampler`` returns for the whole batch with a CPU policy (on machines with the same CPU
@@ -25,29 +26,23 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from dataclasses import fields, replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from metarobot.episodes import Episodes
-from metarobot.policies import Params
 from metarobot.sampling._envs import EnvFn, EnvSpec
-from metarobot.sampling.base import (
-    Adapt,
-    BatchedPolicy,
-    LocalSampler,
-    NonFiniteParametersError,
-    Request,
-    Sampler,
-    SamplerStats,
+from metarobot.sampling.base import BatchedPolicy, NonFiniteParametersError, Request, Sampler
+from metarobot.sampling.slices import (
+    RolloutWorker,
+    SliceResult,
+    join_slices,
+    params_arrays,
+    slice_request,
+    task_bounds,
 )
 
 INSTALL_HINT = 'the ray backend needs Ray: pip install "metarobot[ray]"'
-
-Arrays = dict[str, np.ndarray]
-"""One ``Episodes`` as numpy arrays: its tensor fields by name, infos as ``infos/<key>``."""
 
 
 class RaySamplerWarning(RuntimeWarning):
@@ -60,107 +55,6 @@ def _import_ray() -> Any:
     except ImportError as error:
         raise ValueError(INSTALL_HINT) from error
     return ray
-
-
-def _to_arrays(episodes: Episodes) -> Arrays:
-    arrays = {
-        f.name: getattr(episodes, f.name).cpu().numpy()
-        for f in fields(episodes)
-        if f.name != "infos"
-    }
-    arrays.update({f"infos/{key}": value.cpu().numpy() for key, value in episodes.infos.items()})
-    return arrays
-
-
-def _from_slices(slices: list[Arrays], device: torch.device) -> Episodes:
-    """Concatenate per-slice arrays along the task axis into one ``Episodes`` on ``device``.
-
-    A slice that never saw an info key gets zeros for it, which is what the lockstep loop
-    writes for environments that do not report it.
-    """
-    keys = sorted({key for arrays in slices for key in arrays if key.startswith("infos/")})
-    joined = {
-        key: np.concatenate([a.get(key, np.zeros_like(a["rewards"])) for a in slices])
-        for key in [f.name for f in fields(Episodes) if f.name != "infos"] + keys
-    }
-    tensors = {key: torch.from_numpy(value).to(device) for key, value in joined.items()}
-    infos = {key.removeprefix("infos/"): tensors.pop(key) for key in keys}
-    return Episodes(**tensors, infos=infos)
-
-
-class _TallyingSampler(LocalSampler):
-    """A ``LocalSampler`` that adds up the stats of its calls, for a multi-round ``collect``."""
-
-    totals: tuple[int, float, float] = (0, 0.0, 0.0)
-    """Env steps, policy seconds and env seconds since last reset to zeros."""
-
-    def _collect(self, request: Request) -> list[Episodes]:
-        episodes = super()._collect(request)
-        stats, (steps, policy, env) = self.last_stats, self.totals
-        assert stats is not None
-        self.totals = (
-            steps + stats.env_steps,
-            policy + stats.policy_seconds,
-            env + stats.env_seconds,
-        )
-        return episodes
-
-
-class RolloutActor:
-    """One Ray actor: environments, a CPU copy of the policy and the lockstep rollout loop.
-
-    Args:
-        env_fn: Factory of one bare env.
-        policy: The policy (a CPU copy); only its structure matters, parameters come per call.
-    """
-
-    def __init__(self, env_fn: EnvFn, policy: BatchedPolicy) -> None:
-        torch.set_num_threads(1)  # one CPU per actor (and see base._single_threaded)
-        self._sampler = _TallyingSampler(env_fn, policy)
-
-    def spec(self) -> EnvSpec:
-        """The environments' spec, also a sign that the actor has started."""
-        return self._sampler.env_spec
-
-    def collect(
-        self,
-        request: Request,
-        params: dict[str, np.ndarray],
-        rows: tuple[int, int],
-        adapt: Adapt | None,
-    ) -> tuple[list[Arrays], tuple[int, float, float]]:
-        """Sample this actor's slice: one round, or one per seed, adapted in between.
-
-        Args:
-            request: The slice: its tasks and their offset ``first_task`` in the whole batch,
-                which addresses the seeds (its ``params`` and ``adapt`` are left empty).
-            params: Every parameter of the whole batch, as the object store holds it.
-            rows: The slice's rows ``(lo, hi)`` of ``params``.
-            adapt: The inner-loop update between rounds; ``None`` for one round.
-
-        Returns:
-            The episodes of each round as arrays, and ``(env steps, policy seconds, env
-            seconds)`` summed over the rounds.
-        """
-        sampler = self._sampler
-        lo, hi = rows
-        # Copies into torch's own (aligned) memory, as the driver's LockstepSampler makes.
-        start = {name: torch.tensor(value[lo:hi]) for name, value in params.items()}
-        sampler.totals = (0, 0.0, 0.0)
-        rounds = sampler.sample_adaptation(
-            request.tasks,
-            start,
-            request.episodes_per_task,
-            request.seeds,
-            adapt or _no_adaptation,
-            request.horizon,
-            request.first_task,
-        )
-        return [_to_arrays(episodes) for episodes in rounds], sampler.totals
-
-
-def _no_adaptation(episodes: Episodes, params: Params) -> Params:
-    raise AssertionError("a one-round request never adapts")
 
 
 class RaySampler(Sampler):
@@ -210,7 +104,7 @@ class RaySampler(Sampler):
         self._cpu_policy = policy
         if isinstance(policy, torch.nn.Module):
             self._cpu_policy = copy.deepcopy(policy).cpu()
-        self._actor_class = ray.remote(num_cpus=1)(RolloutActor)
+        self._actor_class = ray.remote(num_cpus=1)(RolloutWorker)
         self._actors: list[Any] = []
         try:
             self._actors = [self._start_actor() for _ in range(workers)]
@@ -252,27 +146,18 @@ class RaySampler(Sampler):
         started = time.perf_counter()
         params, tasks = request.params, request.tasks
         first = next(iter(params.values()))
-        params_ref = ray.put(
-            {name: p.detach().cpu().contiguous().numpy() for name, p in params.items()}
-        )
+        params_ref = ray.put(params_arrays(params))
         adapt_ref = None if request.adapt is None else ray.put(request.adapt)
-        n = len(tasks)
-        bounds = [index * n // self.workers for index in range(self.workers + 1)]
+        bounds = task_bounds(len(tasks), self.workers)
         busy = [index for index in range(self.workers) if bounds[index + 1] > bounds[index]]
 
         def submit(index: int) -> Any:
             lo, hi = bounds[index], bounds[index + 1]
-            piece = replace(
-                request,
-                tasks=tasks[lo:hi],
-                params={},
-                first_task=request.first_task + lo,
-                adapt=None,
-            )
+            piece = slice_request(request, lo, hi)
             return self._actors[index].collect.remote(piece, params_ref, (lo, hi), adapt_ref)
 
         pending = {submit(index): index for index in busy}
-        results: dict[int, tuple[list[Arrays], tuple[int, float, float]]] = {}
+        results: dict[int, SliceResult] = {}
         failure: BaseException | None = None
         restarts = 0
         while pending:
@@ -300,18 +185,8 @@ class RaySampler(Sampler):
             raise RuntimeError(f"a Ray sampler actor raised an exception:\n{failure}") from (
                 failure.cause
             )
-        rounds = len(request.seeds)
         ordered = [results[index] for index in busy]
-        episodes = [
-            _from_slices([arrays[k] for arrays, _ in ordered], first.device) for k in range(rounds)
-        ]
-        slowest = max((stats for _, stats in ordered), key=lambda stats: stats[1] + stats[2])
-        self.last_stats = SamplerStats(
-            env_steps=sum(stats[0] for _, stats in ordered),
-            seconds=time.perf_counter() - started,
-            policy_seconds=slowest[1],
-            env_seconds=slowest[2],
-        )
+        episodes, self.last_stats = join_slices(ordered, len(request.seeds), first.device, started)
         return episodes
 
     def _replace(self, index: int, bounds: list[int], error: BaseException) -> None:

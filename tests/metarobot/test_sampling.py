@@ -17,6 +17,7 @@ from metarobot.sampling import (
     SAMPLER_BACKENDS,
     LocalSampler,
     NonFiniteParametersError,
+    ProcessRolloutSampler,
     ProcessSampler,
     Sampler,
     episode_seeds,
@@ -129,9 +130,12 @@ def local(policy: GaussianMLPPolicy) -> Any:
         yield sampler
 
 
-@pytest.fixture(scope="module")
-def process(policy: GaussianMLPPolicy) -> Any:
-    with ProcessSampler(TinyEnv, policy, workers=2) as sampler:
+PROCESS_BACKENDS = [ProcessSampler, ProcessRolloutSampler]
+
+
+@pytest.fixture(scope="module", params=PROCESS_BACKENDS)
+def process(request: pytest.FixtureRequest, policy: GaussianMLPPolicy) -> Any:
+    with request.param(TinyEnv, policy, workers=2) as sampler:
         yield sampler
 
 
@@ -317,6 +321,19 @@ def test_make_sampler_rejects_unknown_backend(policy: GaussianMLPPolicy) -> None
         make_sampler("local", TinyEnv, policy, workers=2)
     with make_sampler("local", TinyEnv, policy) as sampler:
         assert isinstance(sampler, LocalSampler)
+    # A CPU policy runs in the workers, next to the environments (for CUDA, see below).
+    with make_sampler("process", TinyEnv, policy, workers=2) as sampler:
+        assert isinstance(sampler, ProcessRolloutSampler)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_process_backend_runs_a_cuda_policy_on_the_driver() -> None:
+    policy = make_policy().cuda()
+    with make_sampler("process", TinyEnv, policy, workers=2) as sampler:
+        assert isinstance(sampler, ProcessSampler)
+        params = {name: value.cuda() for name, value in task_params(make_policy(), 4).items()}
+        episodes = sampler.sample(TASKS, params, episodes_per_task=2, seed=0)
+    assert episodes.observations.is_cuda and episodes.masks.sum() > 0
 
 
 def test_bad_arguments_raise_early(local: Sampler, policy: GaussianMLPPolicy) -> None:
@@ -333,8 +350,9 @@ def test_bad_arguments_raise_early(local: Sampler, policy: GaussianMLPPolicy) ->
         local.sample([], params, episodes_per_task=1, seed=0)
     with pytest.raises(ValueError, match="obs_dim=5 does not match"):
         LocalSampler(TinyEnv, GaussianMLPPolicy(5, 2))
-    with pytest.raises(ValueError, match="workers must be a positive int"):
-        ProcessSampler(TinyEnv, policy, workers=0)
+    for backend in PROCESS_BACKENDS:
+        with pytest.raises(ValueError, match="workers must be a positive int"):
+            backend(TinyEnv, policy, workers=0)
 
 
 def test_environments_are_created_once_and_reused(policy: GaussianMLPPolicy) -> None:
@@ -351,8 +369,9 @@ def test_environments_are_created_once_and_reused(policy: GaussianMLPPolicy) -> 
         assert len(created) == 4
         sampler.sample(TASKS, task_params(policy, 4), episodes_per_task=2, seed=0)
         assert len(created) == 8
-    with pytest.raises(ValueError, match="cannot be pickled"):
-        ProcessSampler(env_fn, policy)
+    for backend in PROCESS_BACKENDS:
+        with pytest.raises(ValueError, match="cannot be pickled"):
+            backend(env_fn, policy)
 
 
 def test_closed_sampler_refuses_to_sample(policy: GaussianMLPPolicy) -> None:
@@ -374,9 +393,10 @@ def test_worker_exception_is_reported_and_sampler_survives(
     assert episodes.num_tasks == 4
 
 
-def test_dead_worker_raises_instead_of_hanging(policy: GaussianMLPPolicy) -> None:
+@pytest.mark.parametrize("backend", PROCESS_BACKENDS)
+def test_dead_worker_raises_instead_of_hanging(backend: Any, policy: GaussianMLPPolicy) -> None:
     tasks = [TASKS[0], tiny_task(1, 0.0, crash_at=2)]
-    sampler = ProcessSampler(TinyEnv, policy, workers=2)
+    sampler = backend(TinyEnv, policy, workers=2)
     with pytest.raises(RuntimeError, match=r"worker 1 .* died with exit code 3"):
         sampler.sample(tasks, task_params(policy, 2), episodes_per_task=1, seed=0)
     with pytest.raises(RuntimeError, match="closed"):
@@ -394,8 +414,10 @@ def test_real_families_agree_across_backends(family: str) -> None:
     probe = env_fn()
     policy = GaussianMLPPolicy(probe.observation_space.shape[0], probe.action_space.shape[0])
     params = task_params(policy, 3)  # type: ignore[arg-type]
-    with LocalSampler(env_fn, policy) as local, ProcessSampler(env_fn, policy, 2) as process:
+    with LocalSampler(env_fn, policy) as local:
         expected = local.sample(tasks, params, episodes_per_task=2, seed=3, horizon=40)
-        assert_identical(expected, process.sample(tasks, params, 2, seed=3, horizon=40))
+        for backend in PROCESS_BACKENDS:
+            with backend(env_fn, policy, 2) as process:
+                assert_identical(expected, process.sample(tasks, params, 2, seed=3, horizon=40))
     assert expected.masks[:, :, 0].eq(1).all()
     assert any(key.startswith("reward_") for key in expected.infos)

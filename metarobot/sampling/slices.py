@@ -1,0 +1,185 @@
+"""Splitting a call into task slices that workers sample whole, and joining their episodes.
+
+Where each worker runs whole episodes for a slice of the tasks (Ray actors, and worker processes
+when the policy lives on the CPU), the driver steps nothing: it splits the ``N`` tasks into
+contiguous slices, sends each worker its slice's parameters once, and each worker runs the
+lockstep loop of :class:`~metarobot.sampling.base.LocalSampler` with its own environments and
+CPU copy of the policy. Seeds and action noise are addressed by each episode's position in the
+whole batch, and the CPU forward pass is single-threaded, so the slices put together equal, bit
+for bit, what ``LocalSampler`` returns for the whole batch with a CPU policy.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import fields, replace
+
+import numpy as np
+import torch
+
+from metarobot.episodes import Episodes
+from metarobot.policies import Params
+from metarobot.sampling._envs import EnvFn, EnvSpec
+from metarobot.sampling.base import Adapt, BatchedPolicy, LocalSampler, Request, SamplerStats
+
+Arrays = dict[str, np.ndarray]
+"""One ``Episodes`` as numpy arrays: its tensor fields by name, infos as ``infos/<key>``."""
+
+SliceResult = tuple[list[Arrays], tuple[int, float, float]]
+"""What a worker returns: each round's episodes, and (env steps, policy s, env s) summed."""
+
+
+def task_bounds(num_tasks: int, workers: int) -> list[int]:
+    """Slice ``k`` holds tasks ``bounds[k]..bounds[k+1]``; sizes differ by at most one."""
+    return [index * num_tasks // workers for index in range(workers + 1)]
+
+
+def slice_request(request: Request, lo: int, hi: int) -> Request:
+    """Tasks ``lo..hi`` of ``request``, addressed by their place in the whole batch.
+
+    Parameters and the adaptation step travel separately (once per call, not per slice).
+    """
+    return replace(
+        request,
+        tasks=request.tasks[lo:hi],
+        params={},
+        first_task=request.first_task + lo,
+        adapt=None,
+    )
+
+
+def params_arrays(params: Params) -> dict[str, np.ndarray]:
+    """Parameters as CPU numpy arrays, for pickling to workers."""
+    return {name: p.detach().cpu().contiguous().numpy() for name, p in params.items()}
+
+
+def to_arrays(episodes: Episodes) -> Arrays:
+    """``episodes`` as numpy arrays, for pickling back to the driver."""
+    arrays = {
+        f.name: getattr(episodes, f.name).cpu().numpy()
+        for f in fields(episodes)
+        if f.name != "infos"
+    }
+    arrays.update({f"infos/{key}": value.cpu().numpy() for key, value in episodes.infos.items()})
+    return arrays
+
+
+def from_slices(slices: list[Arrays], device: torch.device) -> Episodes:
+    """Concatenate per-slice arrays along the task axis into one ``Episodes`` on ``device``.
+
+    A slice that never saw an info key gets zeros for it, which is what the lockstep loop
+    writes for environments that do not report it.
+    """
+    keys = sorted({key for arrays in slices for key in arrays if key.startswith("infos/")})
+    joined = {
+        key: np.concatenate([a.get(key, np.zeros_like(a["rewards"])) for a in slices])
+        for key in [f.name for f in fields(Episodes) if f.name != "infos"] + keys
+    }
+    tensors = {key: torch.from_numpy(value).to(device) for key, value in joined.items()}
+    infos = {key.removeprefix("infos/"): tensors.pop(key) for key in keys}
+    return Episodes(**tensors, infos=infos)
+
+
+def join_slices(
+    results: list[SliceResult], rounds: int, device: torch.device, started: float
+) -> tuple[list[Episodes], SamplerStats]:
+    """The workers' results, in task order, as one ``Episodes`` per round, and the call's stats.
+
+    The policy and env seconds are the slowest worker's, the one the call waited for.
+    """
+    episodes = [from_slices([arrays[k] for arrays, _ in results], device) for k in range(rounds)]
+    slowest = max((stats for _, stats in results), key=lambda stats: stats[1] + stats[2])
+    stats = SamplerStats(
+        env_steps=sum(stats[0] for _, stats in results),
+        seconds=time.perf_counter() - started,
+        policy_seconds=slowest[1],
+        env_seconds=slowest[2],
+    )
+    return episodes, stats
+
+
+class _TallyingSampler(LocalSampler):
+    """A ``LocalSampler`` that adds up the stats of its calls, for a multi-round ``collect``."""
+
+    totals: tuple[int, float, float] = (0, 0.0, 0.0)
+    """Env steps, policy seconds and env seconds since last reset to zeros."""
+
+    def _collect(self, request: Request) -> list[Episodes]:
+        episodes = super()._collect(request)
+        stats, (steps, policy, env) = self.last_stats, self.totals
+        assert stats is not None
+        self.totals = (
+            steps + stats.env_steps,
+            policy + stats.policy_seconds,
+            env + stats.env_seconds,
+        )
+        return episodes
+
+
+class RolloutWorker:
+    """One worker: environments, a CPU copy of the policy and the lockstep rollout loop.
+
+    Args:
+        env_fn: Factory of one bare env.
+        policy: The policy (a CPU copy); only its structure matters, parameters come per call.
+    """
+
+    def __init__(self, env_fn: EnvFn, policy: BatchedPolicy) -> None:
+        torch.set_num_threads(1)  # one CPU per worker (and see base._single_threaded)
+        self._sampler = _TallyingSampler(env_fn, policy)
+
+    def spec(self) -> EnvSpec:
+        """The environments' spec, also a sign that the worker has started."""
+        return self._sampler.env_spec
+
+    def hello(self) -> bytes:
+        """The first answer of a worker process (see ``_envs.serve``): the pickled spec."""
+        return pickle.dumps(self.spec())
+
+    def handle(self, message: bytes) -> bytes:
+        """Answer a pickled ``("collect", request, params, rows, adapt)`` from the driver."""
+        command, *args = pickle.loads(message)
+        if command != "collect":
+            raise ValueError(f"unknown sampler worker command {command!r}")
+        return pickle.dumps(self.collect(*args))
+
+    def collect(
+        self,
+        request: Request,
+        params: dict[str, np.ndarray],
+        rows: tuple[int, int],
+        adapt: Adapt | None,
+    ) -> SliceResult:
+        """Sample this worker's slice: one round, or one per seed, adapted in between.
+
+        Args:
+            request: The slice (:func:`slice_request`): its tasks and their offset
+                ``first_task`` in the whole batch, which addresses the seeds.
+            params: Parameters holding at least the slice's rows.
+            rows: The slice's rows ``(lo, hi)`` of ``params``.
+            adapt: The inner-loop update between rounds; ``None`` for one round.
+        """
+        sampler = self._sampler
+        lo, hi = rows
+        # Copies into torch's own (aligned) memory, as the driver's LockstepSampler makes.
+        start = {name: torch.tensor(value[lo:hi]) for name, value in params.items()}
+        sampler.totals = (0, 0.0, 0.0)
+        rounds = sampler.sample_adaptation(
+            request.tasks,
+            start,
+            request.episodes_per_task,
+            request.seeds,
+            adapt or _no_adaptation,
+            request.horizon,
+            request.first_task,
+        )
+        return [to_arrays(episodes) for episodes in rounds], sampler.totals
+
+    def close(self) -> None:
+        """Close the environments."""
+        self._sampler.close()
+
+
+def _no_adaptation(episodes: Episodes, params: Params) -> Params:
+    raise AssertionError("a one-round request never adapts")
