@@ -12,7 +12,8 @@ others with ``--backend process`` on as many workers.
 A second table times one meta-training iteration's rollouts (adaptation round, MAML inner step,
 validation round) with the inner step on the driver (process and Ray backends) or on the Ray
 actors. Configurations and the reference loops are interleaved, and medians are reported,
-because the machine may be shared.
+because the machine may be shared. Ray's configurations run last, in a phase of their own: its
+daemons take CPU time even while idle, which would slow every other configuration.
 
 Usage::
 
@@ -153,6 +154,70 @@ def bare_env_rate(cores: int, num_envs: int, seed: int, steps: int = 10_000) -> 
     return count * cores * rounds / seconds
 
 
+@dataclass
+class Call:
+    """What every timed call samples."""
+
+    tasks: list[Any]
+    params: dict[str, torch.Tensor]
+    episodes: int
+    horizon: int
+    adapt: AgentAdaptation
+
+
+def measure(
+    results: list[Result],
+    adaptation_kinds: list[tuple[str, str, bool]],
+    workers: int,
+    env_fn: Any,
+    policy: GaussianMLPPolicy,
+    call: Call,
+    repeats: int,
+    between: Any,
+) -> list[Adaptation]:
+    """Time ``results``' samplers, interleaved, ``repeats`` times; then the adaptation rounds.
+
+    ``adaptation_kinds`` are ``(backend name, where, on_workers)`` timed on the samplers with
+    ``workers`` workers; ``between(repeat)`` runs before each repeat (reference loops).
+    """
+    samplers: list[Sampler] = []
+    try:
+        for result in results:
+            samplers.append(result.make(env_fn, policy))
+            samplers[-1].sample(call.tasks, call.params, call.episodes, 10_000, call.horizon)
+        by_name = {(r.name, r.workers): s for r, s in zip(results, samplers, strict=True)}
+        adaptations = [
+            Adaptation(f"{name} x{workers}, inner step on the {where}", by_name[name, workers], on)
+            for name, where, on in adaptation_kinds
+            if (name, workers) in by_name
+        ]
+        for repeat in range(repeats):
+            between(repeat)
+            for result, sampler in zip(results, samplers, strict=True):
+                sampler.sample(call.tasks, call.params, call.episodes, repeat, call.horizon)
+                stats = sampler.last_stats
+                assert stats is not None
+                result.rates.append(stats.steps_per_second)
+                result.policy_shares.append(stats.policy_seconds / stats.seconds)
+                print(
+                    f"repeat {repeat}: {result.name} x{result.workers}: "
+                    f"{stats.steps_per_second:,.0f} steps/s, policy {stats.policy_seconds:.2f} s "
+                    f"of {stats.seconds:.2f} s"
+                )
+            for adaptation in adaptations:
+                started = time.perf_counter()
+                adaptation.sampler.sample_adaptation(
+                    call.tasks, call.params, call.episodes, [repeat, repeat + 1], call.adapt,
+                    call.horizon, on_workers=adaptation.on_workers,
+                )  # fmt: skip
+                adaptation.seconds.append(time.perf_counter() - started)
+                print(f"repeat {repeat}: {adaptation.label}: {adaptation.seconds[-1]:.2f} s")
+    finally:
+        for sampler in samplers:
+            sampler.close()
+    return adaptations
+
+
 def machine_info() -> list[tuple[str, str]]:
     cpu = platform.processor() or "unknown"
     try:
@@ -203,11 +268,6 @@ def main(argv: list[str] | None = None) -> int:
     num_tasks, episodes, horizon = (4, 5, 50) if args.quick else (20, 10, 200)
     repeats = args.repeats or (2 if args.quick else 5)
     torch.set_num_threads(args.torch_threads)
-    if args.ray_workers:
-        import ray
-
-        # Logical CPUs for every actor of every configuration at once; they run one at a time.
-        ray.init(num_cpus=sum(args.ray_workers), include_dashboard=False, log_to_driver=False)
 
     env_fn = sampler_env_fn(FAMILY)
     tasks = envs.get_family(FAMILY).sample_tasks(num_tasks, split="train", seed=0)
@@ -219,57 +279,40 @@ def main(argv: list[str] | None = None) -> int:
     reference.set_task(tasks[0])
     agent = agents.make_agent("maml", policy, None, "cpu")
     adapt = AgentAdaptation(agent, RunConfig(family=FAMILY, hidden_sizes=(100, 100)))
+    call = Call(tasks, params, episodes, horizon, adapt)
 
-    results = [Result("local", 1, 1)]
-    results += [Result(PROCESS, w, w) for w in args.workers]
-    results += [Result(PROCESS_DRIVER, w, w) for w in args.workers]
-    results += [Result("ray", w, w) for w in args.ray_workers]
-    samplers: list[Sampler] = []
-    print(f"starting samplers for {num_tasks} tasks x {episodes} episodes x {horizon} steps")
-    try:
-        for result in results:
-            samplers.append(result.make(env_fn, policy))
-            samplers[-1].sample(tasks, params, episodes, seed=10_000, horizon=horizon)  # warm-up
-        by_name = {(r.name, r.workers): s for r, s in zip(results, samplers, strict=True)}
-        most = max(args.ray_workers, default=0)
-        adaptations = [
-            Adaptation(f"{name} x{most}, inner step on the {where}", by_name[name, most], on)
-            for name, where, on in (
-                (PROCESS, "driver", False),
-                ("ray", "driver", False),
-                ("ray", "actors", True),
-            )
-            if (name, most) in by_name
-        ]
-        rng = np.random.default_rng(0)
-        mj_seconds: list[float] = []
-        env_rates: dict[int, list[float]] = {result.cores: [] for result in results}
-        for repeat in range(repeats):
-            mj_seconds.append(mj_step_seconds(reference, 10_000 if args.quick else 40_000, rng))
-            for cores, rates in env_rates.items():
-                rates.append(bare_env_rate(cores, num_tasks * episodes, seed=repeat))
-            for result, sampler in zip(results, samplers, strict=True):
-                sampler.sample(tasks, params, episodes, seed=repeat, horizon=horizon)
-                stats = sampler.last_stats
-                assert stats is not None
-                result.rates.append(stats.steps_per_second)
-                result.policy_shares.append(stats.policy_seconds / stats.seconds)
-                print(
-                    f"repeat {repeat}: {result.name} x{result.workers}: "
-                    f"{stats.steps_per_second:,.0f} steps/s, policy {stats.policy_seconds:.2f} s "
-                    f"of {stats.seconds:.2f} s"
-                )
-            for adaptation in adaptations:
-                started = time.perf_counter()
-                adaptation.sampler.sample_adaptation(
-                    tasks, params, episodes, [repeat, repeat + 1], adapt, horizon,
-                    on_workers=adaptation.on_workers,
-                )  # fmt: skip
-                adaptation.seconds.append(time.perf_counter() - started)
-                print(f"repeat {repeat}: {adaptation.label}: {adaptation.seconds[-1]:.2f} s")
-    finally:
-        for sampler in samplers:
-            sampler.close()
+    local_results = [Result("local", 1, 1)]
+    local_results += [Result(PROCESS, w, w) for w in args.workers]
+    local_results += [Result(PROCESS_DRIVER, w, w) for w in args.workers]
+    ray_results = [Result("ray", w, w) for w in args.ray_workers]
+    most = max(args.ray_workers, default=0)
+    rng = np.random.default_rng(0)
+    mj_seconds: list[float] = []
+    env_rates: dict[int, list[float]] = {result.cores: [] for result in local_results}
+
+    def measure_references(repeat: int) -> None:
+        mj_seconds.append(mj_step_seconds(reference, 10_000 if args.quick else 40_000, rng))
+        for cores, rates in env_rates.items():
+            rates.append(bare_env_rate(cores, num_tasks * episodes, seed=repeat))
+
+    print(f"sampling {num_tasks} tasks x {episodes} episodes x {horizon} steps")
+    # Ray's daemons take CPU time even while idle, so the other backends (and the references)
+    # are measured before Ray starts.
+    adaptations = measure(
+        local_results, [(PROCESS, "driver", False)], most, env_fn, policy, call, repeats,
+        measure_references,
+    )  # fmt: skip
+    if ray_results:
+        import ray
+
+        # Logical CPUs for every actor of every configuration at once; they run one at a time.
+        ray.init(num_cpus=sum(args.ray_workers), include_dashboard=False, log_to_driver=False)
+        adaptations += measure(
+            ray_results, [("ray", "driver", False), ("ray", "actors", True)], most, env_fn,
+            policy, call, repeats, lambda repeat: None,
+        )  # fmt: skip
+        ray.shutdown()
+    results = local_results + ray_results
 
     mj_limit = 1.0 / (statistics.median(mj_seconds) * frame_skip)
     env_limits = {cores: statistics.median(rates) for cores, rates in env_rates.items()}
@@ -338,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         "stepping many envs, which no sampler removes (the envs share one compiled model, as in "
         "training runs). `policy share`: time in the batched forward pass, noise, log-probs and "
         "clipping (with the policy in the workers: in the slowest worker, whose forward pass "
-        "runs while the other workers step).",
+        "runs while the other workers step). Ray's rows are measured after the others, with "
+        "its daemons running.",
         "",
     ]
     if adaptations:
