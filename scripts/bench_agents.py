@@ -359,6 +359,13 @@ def write_benchmark(path: Path, out: Path) -> None:
     ]
     for family, bench in BENCHES.items():
         lines += family_section(family, bench, out)
+    lines += [
+        "## Manipulation",
+        "",
+        "MAML on the `Reach` family, against the same adaptation from its untrained policy: "
+        "[agents_reach.md](agents_reach.md).",
+        "",
+    ]
     path.write_text("\n".join(lines))
 
 

@@ -66,12 +66,18 @@ class _WorkerPool:
         build: Picklable factory of each worker's handler (run in the worker).
         workers: Number of processes.
         start_method: ``multiprocessing`` start method.
-        share: What a worker holds, for error messages: ``share(index)`` says, e.g.
-            ``"environments 0..100"``.
+        unit: What the workers hold slices of (``"environments"``, ``"tasks"``), for the
+            message when a worker dies.
+        bounds: The slices' bounds, which the owner updates in place (for the same message).
     """
 
     def __init__(
-        self, build: Callable[[], Any], workers: int, start_method: str, share: Callable[[int], str]
+        self,
+        build: Callable[[], Any],
+        workers: int,
+        start_method: str,
+        unit: str,
+        bounds: list[int],
     ) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive int, got {workers!r}")
@@ -87,7 +93,7 @@ class _WorkerPool:
             ) from exc
         context: Any = multiprocessing.get_context(start_method)
         self.size = workers
-        self._share = share
+        self._unit, self._bounds = unit, bounds
         self._processes: list[BaseProcess] = []
         self._conns: list[Connection] = []
         self._finalizer = weakref.finalize(self, _shutdown, self._processes, self._conns)
@@ -127,7 +133,8 @@ class _WorkerPool:
         process = self._processes[index]
         process.join(timeout=1.0)
         code = process.exitcode
-        share = self._share(index)
+        bounds = self._bounds
+        share = f"{self._unit} {bounds[index]}..{bounds[index + 1]}" if bounds else "idle"
         self.close()
         how = "is unreachable" if code is None else f"died with exit code {code}"
         if code is not None and code < 0:
@@ -215,7 +222,11 @@ class ProcessSampler(LockstepSampler):
         self._slots = 0
         self._finalizer = weakref.finalize(self, _release_all, self._shm)
         self._pool = _WorkerPool(
-            functools.partial(LockstepWorker, env_fn), workers, start_method, self._share
+            functools.partial(LockstepWorker, env_fn),
+            workers,
+            start_method,
+            "environments",
+            self._bounds,
         )
         self.workers = workers
         self._keys = [[] for _ in range(workers)]
@@ -226,11 +237,6 @@ class ProcessSampler(LockstepSampler):
             self.close()
             raise
 
-    def _share(self, index: int) -> str:
-        if not self._bounds:
-            return "no environments yet"
-        return f"environments {self._bounds[index]}..{self._bounds[index + 1]}"
-
     # -- environment hooks of the driver ----------------------------------------------------
 
     def _reset_envs(self, tasks: list[Task], seeds: list[int]) -> StepBuffers:
@@ -238,7 +244,7 @@ class ProcessSampler(LockstepSampler):
         if self._buffers is None or size > self._buffers.capacity:
             self._attach(size)
         assert self._buffers is not None
-        self._bounds = task_bounds(size, self.workers)
+        self._bounds[:] = task_bounds(size, self.workers)
         self._keys = [[] for _ in range(self.workers)]
         self._slots = 0
         busy = []
@@ -358,7 +364,8 @@ class ProcessRolloutSampler(Sampler):
             functools.partial(RolloutWorker, env_fn, cpu_policy),
             workers,
             start_method,
-            self._share,
+            "tasks",
+            self._bounds,
         )
         self.workers = workers
         try:
@@ -367,15 +374,10 @@ class ProcessRolloutSampler(Sampler):
             self.close()
             raise
 
-    def _share(self, index: int) -> str:
-        if not self._bounds:
-            return "no tasks yet"
-        return f"tasks {self._bounds[index]}..{self._bounds[index + 1]}"
-
     def _collect(self, request: Request) -> list[Episodes]:
         started = time.perf_counter()
         params = params_arrays(request.params)
-        self._bounds = bounds = task_bounds(len(request.tasks), self.workers)
+        self._bounds[:] = bounds = task_bounds(len(request.tasks), self.workers)
         busy = [index for index in range(self.workers) if bounds[index + 1] > bounds[index]]
         for index in busy:
             lo, hi = bounds[index], bounds[index + 1]
