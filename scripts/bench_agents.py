@@ -124,18 +124,26 @@ BENCHES = {
     "HalfCheetahVel": cpu_locomotion(
         paper={"MAML paper (Fig. 5)": PAPER_MAML, "paper's pretrained (Fig. 5)": PAPER_PRETRAINED},
         note=(
-            "A CPU budget, far below the paper's (meta-batch 40 x 20 episodes, hundreds of "
-            "iterations; `python scripts/reproduce_maml.py` runs that setting): at this budget "
-            "no agent is expected to have learned to adapt yet, and flat curves say so; the "
-            "levels at step 0 say how well each initial policy runs at some average speed. "
-            "The paper's values are read off its Fig. 5, so approximate."
+            "A CPU budget: 1.2M meta-training env steps, where the paper's setting (meta-batch "
+            "40 x 20 episodes) takes 320,000 per iteration for hundreds of iterations; "
+            "[maml_halfcheetah_vel.md](maml_halfcheetah_vel.md) (`python "
+            "scripts/reproduce_maml.py`) runs that setting. At this budget no agent has learned "
+            "to adapt: every curve is flat within its CIs. The levels at step 0 follow how much "
+            "each initial policy still explores, since the control cost grows with the action "
+            "noise: `ppo-multitask`, whose pretraining shrank its std to about 0.2, pays the "
+            "least. The paper's values are read off its Fig. 5, so approximate."
         ),
     ),
     "AntDir": cpu_locomotion(
         note=(
-            "A CPU budget, as for HalfCheetahVel. The MAML paper's ant task is forward/backward "
-            "(two directions); AntDir draws any direction in the plane (as in later work, e.g. "
-            "ProMP), so there is no paper figure to set beside ours."
+            "A CPU budget, as for HalfCheetahVel, and the same reading: no agent adapts yet (the "
+            "meta-learners' changes after step 0 are within a few CIs, and not gains). The "
+            "reward adds a healthy bonus per step and subtracts control and contact costs, so "
+            "at this budget the level is set by how calmly a policy moves: `ppo-multitask` "
+            "(action std about 0.14 after pretraining) stays upright at little cost, the "
+            "meta-learners (std near 1) pay for their exploration. The MAML paper's ant task is "
+            "forward/backward (two directions); AntDir draws any direction in the plane (as in "
+            "later work, e.g. ProMP), so there is no paper figure to set beside ours."
         ),
     ),
 }
