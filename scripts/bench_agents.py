@@ -136,8 +136,8 @@ BENCHES = {
     ),
     "AntDir": cpu_locomotion(
         note=(
-            "A CPU budget, as for HalfCheetahVel, and the same reading: no agent adapts yet (the "
-            "meta-learners' changes after step 0 are within a few CIs, and not gains). The "
+            "A CPU budget, as for HalfCheetahVel, and the same reading: no agent adapts yet "
+            "(MAML's gain after step 0 is about one CI; Reptile and LEO lose return). The "
             "reward adds a healthy bonus per step and subtracts control and contact costs, so "
             "at this budget the level is set by how calmly a policy moves: `ppo-multitask` "
             "(action std about 0.14 after pretraining) stays upright at little cost, the "
