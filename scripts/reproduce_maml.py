@@ -14,6 +14,8 @@ Usage: ``python scripts/reproduce_maml.py --iterations 500 --workers 2 --out run
 from __future__ import annotations
 
 import argparse
+import csv
+import statistics
 from datetime import date
 from pathlib import Path
 
@@ -26,6 +28,31 @@ from metarobot.training import train
 # return after 0, 1, 2, 3 gradient steps.
 PAPER_MAML = (-130.0, -75.0, -70.0, -65.0)
 PAPER_PRETRAINED = (-155.0, -135.0, -130.0, -130.0)
+
+
+def training_progress(metrics: Path, every: int = 10) -> list[str]:
+    """The run's learning curve and cost, from its ``metrics.csv``.
+
+    Train-task returns before and after the inner step every ``every`` iterations, and the
+    median wall time of an iteration's sampling and update.
+    """
+    with open(metrics, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    sampling = statistics.median(float(r["time/sampling"]) for r in rows)
+    update = statistics.median(float(r["time/update"]) for r in rows)
+    lines = [
+        f"Meta-training on train velocities ({len(rows)} iterations; median seconds per "
+        f"iteration on this machine: {sampling:.1f} sampling, {update:.1f} TRPO update). Mean "
+        "return of the meta-batch before and after its inner step:",
+        "",
+        "| iteration | before adaptation | after one step |",
+        "|---:|---:|---:|",
+    ]
+    for number, row in enumerate(rows, start=1):
+        if number == 1 or number % every == 0:
+            before, after = (float(row[f"adapt/step_{k}/return"]) for k in (0, 1))
+            lines.append(f"| {number} | {before:.1f} | {after:.1f} |")
+    return lines
 
 
 def main() -> None:
@@ -86,6 +113,7 @@ def main() -> None:
             f"| {step} | {ours[0]} | {ours[1]} "
             f"| ≈{PAPER_MAML[step]:.0f} | ≈{PAPER_PRETRAINED[step]:.0f} |"
         )
+    lines += ["", *training_progress(args.out / "metrics.csv")]
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
