@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import statistics
 from datetime import date
 from pathlib import Path
@@ -113,7 +114,11 @@ def main() -> None:
             f"| {step} | {ours[0]} | {ours[1]} "
             f"| ≈{PAPER_MAML[step]:.0f} | ≈{PAPER_PRETRAINED[step]:.0f} |"
         )
-    lines += ["", *training_progress(args.out / "metrics.csv")]
+    plot = args.report.with_suffix(".png")
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.out / "eval" / f"test_iter{iteration:06d}.png", plot)
+    lines += ["", f"![adaptation curve of the meta-trained policy]({plot.name})", ""]
+    lines += [*training_progress(args.out / "metrics.csv")]
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
