@@ -20,7 +20,6 @@ the context manager, garbage collection or interpreter exit.
 
 from __future__ import annotations
 
-import copy
 import functools
 import multiprocessing
 import pickle
@@ -31,8 +30,6 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any, NoReturn
-
-import torch
 
 from metarobot.episodes import Episodes
 from metarobot.sampling._envs import (
@@ -51,6 +48,7 @@ from metarobot.sampling.base import BatchedPolicy, LockstepSampler, Request, Sam
 from metarobot.sampling.slices import (
     RolloutWorker,
     SliceResult,
+    cpu_copy,
     join_slices,
     params_arrays,
     slice_request,
@@ -356,12 +354,9 @@ class ProcessRolloutSampler(Sampler):
         start_method: str = "forkserver",
     ) -> None:
         super().__init__(env_fn, policy)
-        cpu_policy = policy
-        if isinstance(policy, torch.nn.Module):
-            cpu_policy = copy.deepcopy(policy).cpu()
         self._bounds: list[int] = []
         self._pool = _WorkerPool(
-            functools.partial(RolloutWorker, env_fn, cpu_policy),
+            functools.partial(RolloutWorker, env_fn, cpu_copy(policy)),
             workers,
             start_method,
             "tasks",

@@ -23,12 +23,9 @@ without the fault.
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from typing import Any
-
-import torch
 
 from metarobot.episodes import Episodes
 from metarobot.sampling._envs import EnvFn, EnvSpec
@@ -36,6 +33,7 @@ from metarobot.sampling.base import BatchedPolicy, NonFiniteParametersError, Req
 from metarobot.sampling.slices import (
     RolloutWorker,
     SliceResult,
+    cpu_copy,
     join_slices,
     params_arrays,
     slice_request,
@@ -100,10 +98,7 @@ class RaySampler(Sampler):
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             ray.init(address=address, include_dashboard=False)
-        # Actors run on CPUs: a policy module on a GPU goes to them as a CPU copy.
-        self._cpu_policy = policy
-        if isinstance(policy, torch.nn.Module):
-            self._cpu_policy = copy.deepcopy(policy).cpu()
+        self._cpu_policy = cpu_copy(policy)  # actors run on CPUs
         self._actor_class = ray.remote(num_cpus=1)(RolloutWorker)
         self._actors: list[Any] = []
         try:

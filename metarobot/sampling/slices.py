@@ -11,6 +11,7 @@ for bit, what ``LocalSampler`` returns for the whole batch with a CPU policy.
 
 from __future__ import annotations
 
+import copy
 import pickle
 import time
 from dataclasses import fields, replace
@@ -28,6 +29,13 @@ Arrays = dict[str, np.ndarray]
 
 SliceResult = tuple[list[Arrays], tuple[int, float, float]]
 """What a worker returns: each round's episodes, and (env steps, policy s, env s) summed."""
+
+
+def cpu_copy(policy: BatchedPolicy) -> BatchedPolicy:
+    """The policy as workers hold it: a module is copied to the CPU, its original untouched."""
+    if isinstance(policy, torch.nn.Module):
+        return copy.deepcopy(policy).cpu()
+    return policy
 
 
 def task_bounds(num_tasks: int, workers: int) -> list[int]:
