@@ -36,7 +36,6 @@ from metarobot.sampling._envs import (
     CLOSE,
     REPLY_ERROR,
     REPLY_KEYS,
-    REPLY_OK,
     STEP,
     EnvFn,
     EnvSpec,
@@ -179,6 +178,23 @@ def _raise_if_error(answer: bytes) -> None:
         raise RuntimeError(f"a sampler worker raised an exception:\n{text}") from exc
 
 
+def _gather(owner: Sampler, pool: _WorkerPool, indices: range | list[int]) -> list[bytes]:
+    """One answer from each worker in ``indices``; raises the first error any of them answered.
+
+    Every answer is read before raising, so that the pipes stay in step. Interrupted (e.g. by
+    Ctrl-C) with answers still in flight, they are out of step and the workers cannot be
+    reused: ``owner`` closes.
+    """
+    try:
+        answers = [pool.receive(index) for index in indices]
+    except BaseException:
+        owner.close()
+        raise
+    for answer in answers:
+        _raise_if_error(answer)
+    return answers
+
+
 def _common_spec(pool: _WorkerPool) -> EnvSpec:
     specs = [_load_spec(pool.receive(index)) for index in range(pool.size)]
     if any(spec != specs[0] for spec in specs):
@@ -294,28 +310,11 @@ class ProcessSampler(LockstepSampler):
             _release(self._shm.pop(0))
 
     def _gather(self, indices: range | list[int]) -> None:
-        """Collect one answer from each worker in ``indices``; raise the first failure."""
-        failure: BaseException | None = None
-        for index in indices:
-            try:
-                answer = self._pool.receive(index)
-            except BaseException:
-                # Interrupted (e.g. Ctrl-C) with answers still in flight: the pipes are out of
-                # step, so the workers cannot be reused.
-                self.close()
-                raise
-            if answer == REPLY_OK:
-                continue
+        """Collect one answer from each worker in ``indices``; learn the new info keys."""
+        for index, answer in zip(indices, _gather(self, self._pool, indices), strict=True):
             if answer[:1] == REPLY_KEYS:
                 self._keys[index].extend(pickle.loads(answer[1:]))
                 self._slots = max(self._slots, len(self._keys[index]))
-            elif failure is None:
-                try:
-                    _raise_if_error(answer)
-                except RuntimeError as exc:
-                    failure = exc
-        if failure is not None:
-            raise failure
 
     def close(self) -> None:
         """Stop the workers and free the shared memory (idempotent)."""
@@ -379,21 +378,7 @@ class ProcessRolloutSampler(Sampler):
             rows = {name: value[lo:hi] for name, value in params.items()}
             message = ("collect", slice_request(request, lo, hi), rows, (0, hi - lo), None)
             self._pool.send(index, pickle.dumps(message))
-        results: list[SliceResult] = []
-        failure: BaseException | None = None
-        for index in busy:
-            try:
-                answer = self._pool.receive(index)
-            except BaseException:
-                self.close()  # answers still in flight: the pipes are out of step
-                raise
-            try:
-                _raise_if_error(answer)
-                results.append(pickle.loads(answer))
-            except RuntimeError as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise failure
+        results: list[SliceResult] = [pickle.loads(a) for a in _gather(self, self._pool, busy)]
         device = next(iter(request.params.values())).device
         episodes, self.last_stats = join_slices(results, len(request.seeds), device, started)
         return episodes
