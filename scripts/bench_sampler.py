@@ -34,6 +34,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,7 @@ def measure(
     policy: GaussianMLPPolicy,
     call: Call,
     repeats: int,
-    between: Any,
+    between: Callable[[int], None],
 ) -> list[Adaptation]:
     """Time ``results``' samplers, interleaved, ``repeats`` times; then the adaptation rounds.
 
