@@ -35,9 +35,11 @@ RESUMABLE_FIELDS = (
     "adapt_on",
     "checkpoint_every",
     "keep_checkpoints",
+    "update_threads",
 )
 """Fields a resumed run may change: how long it runs and how it is executed, never what it
-computes (every backend and worker count gives the same episodes)."""
+computes (every backend and worker count gives the same episodes; the update's thread count
+changes the last bits of its float sums only)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class RunConfig:
             adaptation and validation rollouts); ``workers`` needs the ``ray`` backend.
         checkpoint_every: Iterations between checkpoints (the last one is always written).
         keep_checkpoints: Most recent checkpoints kept (the initial one is always kept).
+        update_threads: CPU threads of the meta-update, while the sampler's workers wait; 0
+            means every core. Sampling always runs single-threaded. A given count gives
+            deterministic updates, so a run resumed with the same count repeats itself exactly.
     """
 
     family: str = "PointNav2D"
@@ -78,6 +83,7 @@ class RunConfig:
     adapt_on: str = "driver"
     checkpoint_every: int = 10
     keep_checkpoints: int = 3
+    update_threads: int = 0
 
     def __post_init__(self) -> None:
         problems = type_problems(type(self), {f.name: getattr(self, f.name) for f in fields(self)})
@@ -103,6 +109,7 @@ class RunConfig:
                 ),
                 ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
                 ("keep_checkpoints", self.keep_checkpoints >= 1, "must be >= 1"),
+                ("update_threads", self.update_threads >= 0, "must be >= 0; 0 means every core"),
             )
             if not ok
         ]

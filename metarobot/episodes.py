@@ -75,13 +75,16 @@ class Episodes:
 
     def task(self, index: int) -> Episodes:
         """The episodes of one task, keeping a task axis of size one."""
-        sl = slice(index, index + 1)
+        return self.tasks(slice(index, index + 1))
+
+    def tasks(self, index: slice) -> Episodes:
+        """The episodes of a slice of the tasks (views, no copy)."""
         return Episodes(
-            observations=self.observations[sl],
-            actions=self.actions[sl],
-            rewards=self.rewards[sl],
-            masks=self.masks[sl],
-            log_probs=self.log_probs[sl],
-            infos={k: v[sl] for k, v in self.infos.items()},
-            unstable=self.unstable[sl],
+            observations=self.observations[index],
+            actions=self.actions[index],
+            rewards=self.rewards[index],
+            masks=self.masks[index],
+            log_probs=self.log_probs[index],
+            infos={k: v[index] for k, v in self.infos.items()},
+            unstable=self.unstable[index],
         )

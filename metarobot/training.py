@@ -30,6 +30,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ from metarobot.policies import GaussianMLPPolicy, Params, expand_params
 from metarobot.runs import RunParts, build, derive_seed, resolve
 from metarobot.sampling import NonFiniteParametersError
 from metarobot.tasks import Task
+from metarobot.threads import available_cores, torch_threads
 
 
 class NonFiniteUpdateWarning(RuntimeWarning):
@@ -310,6 +312,13 @@ def _all_finite(value: Any) -> bool:
     return True
 
 
+def _update_threads(config: RunConfig) -> AbstractContextManager[None]:
+    """Every core (or ``update_threads``) for a CPU meta-update; the workers wait meanwhile."""
+    if config.device != "cpu":
+        return nullcontext()
+    return torch_threads(config.update_threads or available_cores())
+
+
 def _iterate(parts: RunParts, iteration: int) -> dict[str, float]:
     """Sample, adapt and update once; returns the iteration's metrics.
 
@@ -328,7 +337,8 @@ def _iterate(parts: RunParts, iteration: int) -> dict[str, float]:
         problem = f"an inner step gave non-finite parameters ({error})"
     sampled = time.perf_counter()
     if not problem:
-        metrics = agent.meta_update(batch)
+        with _update_threads(config):
+            metrics = agent.meta_update(batch)
         if not _all_finite(metrics):
             bad = sorted(key for key, value in metrics.items() if not math.isfinite(value))
             problem = f"non-finite {', '.join(bad)}"

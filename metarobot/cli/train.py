@@ -55,6 +55,9 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--checkpoint-every", type=int)
     parser.add_argument("--keep-checkpoints", type=int, help="most recent checkpoints kept")
+    parser.add_argument(
+        "--update-threads", type=int, help="CPU threads of the meta-update (default: every core)"
+    )
     parser.add_argument("--first-order", action="store_true", help="first-order MAML")
     parser.add_argument(
         "--set",

@@ -30,6 +30,7 @@ from metarobot.episodes import Episodes
 from metarobot.policies import Params
 from metarobot.sampling._envs import EnvFn, EnvSlice, EnvSpec, StepBuffers
 from metarobot.tasks import Task
+from metarobot.threads import torch_threads
 
 # Seed streams under one user seed (numpy SeedSequence spawn keys).
 _ENV_STREAM = 0
@@ -368,18 +369,14 @@ def _single_threaded(device: torch.device) -> Iterator[None]:
 
     With several threads, a CPU matrix product is split differently for different batch shapes
     (one task alone takes another path than the same task in a batch), and the results then
-    differ in the last bits. One thread is also what training runs use: the policy's matrices
-    are small, and more threads only fight the env workers for cores.
+    differ in the last bits. One thread is also what training runs use while sampling (see
+    :mod:`metarobot.threads`).
     """
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1:
+    if device.type != "cpu":
         yield
         return
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class LockstepSampler(Sampler):

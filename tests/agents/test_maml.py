@@ -196,6 +196,71 @@ def test_first_order_meta_gradient_is_gradient_at_adapted_params_summed_over_tas
     torch.testing.assert_close(flat(agent.meta_gradient(batch)), expected)
 
 
+def double_backprop_kl_hessian_product(agent: MAML, batch: MetaBatch, vector: Params) -> Params:
+    """The textbook TRPO product: the mean KL between the adapted policy at the meta-parameters
+    and itself, built through every inner step, differentiated twice (no agent code involved)."""
+    config, policy = agent.config, agent.policy
+    meta = policy.meta_parameters()
+    params = expand_params(meta, batch.valid.num_tasks)
+    for episodes in batch.train:
+        advantages = compute_advantages(episodes, config.gamma, config.gae_lambda)
+        dist = policy.batched_distribution(episodes.observations, params)
+        log_probs = dist.log_prob(episodes.actions).sum(-1)
+        loss = -task_mean(log_probs * advantages, episodes.masks).sum()
+        grads = torch.autograd.grad(
+            loss, tuple(params.values()), create_graph=not config.first_order
+        )
+        params = {
+            k: p - config.inner_lr * g for (k, p), g in zip(params.items(), grads, strict=True)
+        }
+    new = policy.batched_distribution(batch.valid.observations, params)
+    old = torch.distributions.Normal(new.loc.detach(), new.scale.detach())
+    kl = task_mean(torch.distributions.kl_divergence(old, new).sum(-1), batch.valid.masks).mean()
+    first = torch.autograd.grad(kl, tuple(meta.values()), create_graph=True)
+    second = torch.autograd.grad(
+        flat(dict(zip(meta, first, strict=True))) @ flat(vector), tuple(meta.values())
+    )
+    return {k: g + config.cg_damping * vector[k] for k, g in zip(meta, second, strict=True)}
+
+
+@pytest.mark.parametrize("num_inner_steps", [1, 2])
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("chunk_tasks", [0, 1, 2])
+def test_fisher_vector_product_equals_double_backprop_hessian_product(
+    num_inner_steps: int, first_order: bool, chunk_tasks: int
+) -> None:
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(5, 4)).double()
+    config = MAMLConfig(
+        inner_lr=0.5,
+        num_inner_steps=num_inner_steps,
+        first_order=first_order,
+        chunk_tasks=chunk_tasks,
+    )
+    agent = MAML(policy, config)
+    batch = sample_meta_batch(agent, seed=40)
+    vector = {k: torch.randn_like(p) for k, p in policy.meta_parameters().items()}
+    expected = double_backprop_kl_hessian_product(agent, batch, vector)
+    fast = agent.kl_hessian_product(batch, vector)
+    torch.testing.assert_close(flat(fast), flat(expected), rtol=1e-9, atol=1e-12)
+    # Not trivially equal: the curvature is far from the damping alone.
+    assert flat(expected).norm() > 100 * config.cg_damping * flat(vector).norm()
+
+
+def test_fisher_subsample_is_the_exact_product_on_every_kth_task() -> None:
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(5,)).double()
+    agent = MAML(policy, MAMLConfig(inner_lr=0.5, fisher_every=2))
+    batch = sample_meta_batch(agent, seed=50)
+    every_other = slice(None, None, 2)
+    subset = MetaBatch([e.tasks(every_other) for e in batch.train], batch.valid.tasks(every_other))
+    vector = {k: torch.randn_like(p) for k, p in policy.meta_parameters().items()}
+    expected = double_backprop_kl_hessian_product(agent, subset, vector)
+    torch.testing.assert_close(flat(agent.kl_hessian_product(batch, vector)), flat(expected))
+    exact = double_backprop_kl_hessian_product(agent, batch, vector)
+    assert (flat(expected) - flat(exact)).norm() > 1e-3 * flat(exact).norm()
+
+
 def mean_kl(policy: GaussianMLPPolicy, valid: Episodes, old: Params, new: Params) -> float:
     old_dist = policy.batched_distribution(valid.observations, old)
     new_dist = policy.batched_distribution(valid.observations, new)

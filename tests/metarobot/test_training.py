@@ -1,11 +1,13 @@
 """Training loop: run directory contents, exact resume, refusal to clobber a run."""
 
 import csv
+from dataclasses import replace
 
 import pytest
 import torch
 
 import metarobot.training as training
+from agents import MAML
 from metarobot.config import RunConfig, load_config
 from metarobot.runs import load_run, resolve
 
@@ -108,3 +110,36 @@ def test_bad_run_config_names_field_and_rule():
         RunConfig(adapt_on="workers")
     with pytest.raises(ValueError, match=r"unknown run config fields \['iteration'\]"):
         RunConfig.from_mapping({"iteration": 3})
+
+
+@pytest.mark.parametrize("update_threads", [1, 2])
+def test_meta_update_runs_on_update_threads_and_sampling_on_one(
+    tmp_path, monkeypatch, update_threads
+):
+    seen: dict[str, set[int]] = {"update": set(), "sampling": set()}
+
+    def recording(name, function):
+        def wrapper(*args, **kwargs):
+            seen[name].add(torch.get_num_threads())
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(
+        training, "collect_meta_batch", recording("sampling", training.collect_meta_batch)
+    )
+    monkeypatch.setattr(MAML, "meta_update", recording("update", MAML.meta_update))
+    config = replace(TINY, iterations=2, device="cpu", update_threads=update_threads)
+    training.train(config, tmp_path / "run", progress=False).close()
+    assert seen == {"update": {update_threads}, "sampling": {1}}
+    assert torch.get_num_threads() == 1
+
+
+def test_update_threads_default_is_every_core(monkeypatch):
+    monkeypatch.setattr(training, "available_cores", lambda: 7)
+    calls = []
+    monkeypatch.setattr(training, "torch_threads", calls.append)
+    training._update_threads(RunConfig(device="cpu"))
+    training._update_threads(RunConfig(device="cpu", update_threads=3))
+    training._update_threads(RunConfig(device="cuda"))
+    assert calls == [7, 3]
