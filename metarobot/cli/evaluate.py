@@ -1,12 +1,22 @@
-"""``metarobot evaluate``: adaptation on unseen tasks: table, JSON, CSV, plot and Markdown."""
+"""``metarobot evaluate``: adaptation on unseen tasks: table, JSON, CSV, plot and Markdown.
+
+``--protocol maml`` (the default) measures fresh rollouts before and after each step on tasks
+drawn from the split, as in the MAML paper; ``--protocol metaworld`` is Meta-World+'s, for the
+Meta-World families (see :data:`metarobot.evaluation.METAWORLD_PLUS`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from metarobot.evaluation import Protocol
+    from metarobot.tasks import Task, TaskFamily
 
 EVAL_SEED = 1000
 """Default seed of evaluation tasks and rollouts (``metarobot render`` uses it too)."""
@@ -14,6 +24,8 @@ EVAL_TASKS = 40
 """Default number of evaluation tasks."""
 MEDIA_SUFFIXES = (".png", ".gif", ".mp4")
 """Files of a run's ``videos/`` folder that the Markdown summary links."""
+PROTOCOLS = ("maml", "metaworld")
+"""Values of ``--protocol``."""
 
 
 def add_parser(commands: Any) -> None:
@@ -21,9 +33,25 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("evaluate", help="measure adaptation on unseen tasks")
     parser.add_argument("run_dir", type=Path, help="a run directory written by `metarobot train`")
     parser.add_argument("--split", choices=("test", "train"), default="test")
-    parser.add_argument("--tasks", type=int, default=EVAL_TASKS, help="number of tasks")
-    parser.add_argument("--adapt-steps", type=int, default=3, help="largest number of steps K")
-    parser.add_argument("--rollouts", type=int, help="episodes per task and step (default: run's)")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="maml",
+        help="maml: the MAML paper's; metaworld: Meta-World+'s, for Meta-World families (the "
+        "first --tasks tasks of each skill of the split, one step on 10 episodes, success over "
+        "3 episodes of 500 steps, per skill)",
+    )
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        help=f"number of tasks (default {EVAL_TASKS}; metaworld: per skill, 40)",
+    )
+    parser.add_argument(
+        "--adapt-steps", type=int, help="largest number of steps K (default 3; metaworld: 1)"
+    )
+    parser.add_argument(
+        "--rollouts", type=int, help="episodes per task and step (default: run's; metaworld: 10)"
+    )
     parser.add_argument("--checkpoint", type=int, help="iteration to load (default: latest)")
     parser.add_argument("--seed", type=int, default=EVAL_SEED, help="seed of tasks and rollouts")
     parser.add_argument("--device", choices=("cpu", "cuda"))
@@ -33,30 +61,61 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the table and file paths."""
-    from metarobot.evaluation import evaluate_adaptation, write_results
+    from metarobot.evaluation import METAWORLD_PLUS, Protocol, evaluate_protocol, write_results
     from metarobot.runs import load_run
 
-    parts, iteration = load_run(args.run_dir, args.checkpoint, args.device)
+    metaworld = args.protocol == "metaworld"
+    # Meta-World+ runs 500-step episodes whatever the run trained with.
+    overrides = {"horizon": METAWORLD_PLUS.horizon} if metaworld else {}
+    parts, iteration = load_run(args.run_dir, args.checkpoint, args.device, **overrides)
     try:
-        tasks = parts.family.sample_tasks(args.tasks, args.split, seed=args.seed)
-        result = evaluate_adaptation(
+        if metaworld:
+            tasks, groups, protocol = metaworld_setting(parts.family, args)
+        else:
+            tasks = parts.family.sample_tasks(args.tasks or EVAL_TASKS, args.split, seed=args.seed)
+            groups = []
+            steps = 3 if args.adapt_steps is None else args.adapt_steps
+            protocol = Protocol(steps, args.rollouts or parts.config.episodes_per_task)
+        result = evaluate_protocol(
             parts.agent,
             parts.sampler,
             tasks,
-            args.adapt_steps,
-            args.rollouts or parts.config.episodes_per_task,
+            protocol,
             seed=args.seed,
             label=f"{parts.config.agent} @ iteration {iteration}",
+            groups=groups,
         )
     finally:
         parts.close()
     out = args.out or args.run_dir / "eval"
-    stem = f"{args.split}_iter{iteration:06d}"
+    stem = f"{'metaworld_' * metaworld}{args.split}_iter{iteration:06d}"
     paths = write_results(result, out, stem)
     paths.append(write_markdown(result.table(), paths, out / f"{stem}.md", args.run_dir / "videos"))
     print(result.table())
     print("\nwrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def metaworld_setting(
+    family: TaskFamily, args: argparse.Namespace
+) -> tuple[list[Task], list[str], Protocol]:
+    """Meta-World+'s tasks (the first ``--tasks`` of each skill), their skills and protocol."""
+    from envs.manipulation.metaworld_tasks import MetaWorldFamily
+    from metarobot.evaluation import METAWORLD_PLUS, METAWORLD_PLUS_TASKS
+
+    if not isinstance(family, MetaWorldFamily):
+        raise ValueError(
+            f"--protocol metaworld is Meta-World+'s protocol, for the Meta-World families "
+            f"(MetaWorldML10, MetaWorldML45, MetaWorld<Skill>; see `metarobot list`); "
+            f"{family.name} is not one: use --protocol maml"
+        )
+    tasks = family.skill_tasks(args.split, args.tasks or METAWORLD_PLUS_TASKS)
+    protocol = replace(
+        METAWORLD_PLUS,
+        adapt_steps=METAWORLD_PLUS.adapt_steps if args.adapt_steps is None else args.adapt_steps,
+        rollouts=args.rollouts or METAWORLD_PLUS.rollouts,
+    )
+    return tasks, [family.skill(task).env_name for task in tasks], protocol
 
 
 def write_markdown(table: str, results: Sequence[Path], path: Path, videos: Path) -> Path:
