@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
 from envs.base import MetaEnv
-from metarobot.tasks import ParamSpec, SplitRule, Task, TaskFamily
+from metarobot.tasks import ParamSpec, Split, SplitRule, Task, TaskFamily
 
 GOAL_RADIUS = 3.0
 
@@ -49,15 +49,30 @@ ANT_GOAL = TaskFamily(
 
 
 class _AntTask(MetaEnv, AntEnv):
-    """An Ant whose forward reward is replaced by a task term computed from its planar motion."""
+    """An Ant whose forward reward is replaced by a task term computed from its planar motion.
+
+    Args:
+        task: Initial task (optional: ``reset`` draws one when none is given).
+        horizon: Episode length (default 200).
+        task_split: Split that tasks are drawn from (see :class:`~envs.base.MetaEnv`).
+        resample_tasks: Draw a new task at every reset that is given none.
+        **kwargs: Passed to Gymnasium's ``AntEnv`` (reward weights, ``render_mode``, ...).
+    """
 
     _needs_contact_forces = True
     can_share_model = True
 
-    def __init__(self, task: Task | None = None, horizon: int | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        task: Task | None = None,
+        horizon: int | None = None,
+        task_split: Split = "train",
+        resample_tasks: bool = False,
+        **kwargs: Any,
+    ):
         AntEnv.__init__(self, **kwargs)
         self._xy_before = np.zeros(2)
-        self._init_meta(task, horizon)
+        self._init_meta(task, horizon, task_split, resample_tasks)
 
     def do_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
         """Step, remembering where the torso was (Gymnasium passes only the x velocity on)."""

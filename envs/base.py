@@ -2,9 +2,10 @@
 
 Families subclass Gymnasium's MuJoCo v5 envs (reusing their models, observations, ``step`` and
 reward terms, overriding ``_get_rew``) and mix in :class:`MetaEnv`, which owns the meta-RL
-contract: a task must be set before the env runs, a task of another family or out of range is
-refused, and a simulation that diverges ends the episode with ``truncated=True`` and
-``info["unstable"] = True`` instead of emitting NaN.
+contract on top of a plain Gymnasium env: ``reset()`` with no task given draws one from a split
+(so ``gymnasium.make(id)`` then ``reset()`` just works), an explicit task always wins, a task of
+another family or out of range is refused, and a simulation that diverges ends the episode with
+``truncated=True`` and ``info["unstable"] = True`` instead of emitting NaN.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar
 
+import gymnasium
 import mujoco
 import numpy as np
 from gymnasium.envs.mujoco import MujocoEnv
 from gymnasium.spaces import Box
 
-from metarobot.tasks import Task, TaskFamily
+from metarobot.tasks import SPLITS, Split, Task, TaskFamily
 
 StepResult = tuple[np.ndarray, float, bool, bool, dict[str, Any]]
 
@@ -72,11 +74,32 @@ class MetaEnv(MujocoEnv):
     (Gymnasium's ``HalfCheetahEnv`` etc.), whose ``step`` calls the family's ``_get_rew``.
     ``horizon`` is the default episode length; ``gymnasium.make`` enforces it with a
     ``TimeLimit``, and the batched samplers read it directly from the bare env.
+
+    Which task an episode runs, at ``reset``:
+
+    1. ``options={"task": task}``, or a task given since the last reset (``set_task``, or the
+       constructor's ``task``): an explicit task always wins.
+    2. Otherwise a task is drawn from the split ``task_split``: at the first reset, at every
+       reset with ``resample_tasks`` (a multi-task env for SB3, CleanRL or RLlib), and at a
+       seeded reset whose current task was itself drawn (so ``reset(seed=s)`` alone fixes the
+       task, in any process). Any other reset keeps the current task: without
+       ``resample_tasks`` the env is the single-task env a Gymnasium user expects.
+
+    Draws come from a child of the env's seeded generator (``np_random.spawn``), not from
+    ``np_random`` itself: the reset noise and trajectory of a drawn task are those of the same
+    task given explicitly with the same seed. ``info["task"]`` always names the running task.
     """
 
     family: ClassVar[TaskFamily]
     horizon: int
+    task_split: Split
+    """The split that tasks are drawn from when none is given."""
+    resample_tasks: bool
+    """Whether every reset without an explicit task draws a new one."""
     _task: Task | None = None
+    _task_is_new = False  # given explicitly since the last reset
+    _task_was_drawn = False
+    _task_rng: np.random.Generator | None = None
     _last_obs: np.ndarray | None = None
     # Gymnasium computes cfrc_ext (contact forces) after every step; only families that observe
     # or penalize them pay for it.
@@ -85,11 +108,30 @@ class MetaEnv(MujocoEnv):
     """Whether envs of this family may share one ``MjModel``: true where tasks change only the
     reward or the initial state, never the model (tests/envs check it for every family)."""
 
-    def _init_meta(self, task: Task | Mapping[str, Any] | str | None, horizon: int | None) -> None:
-        """Finish construction; call at the end of the subclass ``__init__``."""
+    def _init_meta(
+        self,
+        task: Task | Mapping[str, Any] | str | None,
+        horizon: int | None,
+        task_split: Split,
+        resample_tasks: bool,
+    ) -> None:
+        """Finish construction; call at the end of the subclass ``__init__``.
+
+        Args:
+            task: Initial task (optional: ``reset`` draws one when none is given).
+            horizon: Episode length (default: the family's).
+            task_split: Split that tasks are drawn from, ``"train"`` or ``"test"``.
+            resample_tasks: Draw a new task at every reset that is given none.
+        """
         self.horizon = self.family.horizon if horizon is None else int(horizon)
         if self.horizon <= 0:
             raise ValueError(f"horizon must be a positive number of steps, got {horizon}")
+        if task_split not in SPLITS:
+            raise ValueError(f"task_split must be one of {SPLITS}, got {task_split!r}")
+        if not isinstance(resample_tasks, bool):
+            raise ValueError(f"resample_tasks must be True or False, got {resample_tasks!r}")
+        self.task_split = task_split
+        self.resample_tasks = resample_tasks
         assert isinstance(self.action_space, Box)
         self._action_low = self.action_space.low.astype(np.float64)
         self._action_high = self.action_space.high.astype(np.float64)
@@ -100,11 +142,16 @@ class MetaEnv(MujocoEnv):
 
     @property
     def task(self) -> Task | None:
-        """The current task, or ``None`` before one is set."""
+        """The current task, or ``None`` before one is set or drawn."""
         return self._task
 
     def set_task(self, task: Task) -> None:
-        """Switch to ``task``; physics changes take effect in place on the compiled model."""
+        """Run ``task`` from the next reset on; physics changes apply in place on the model."""
+        self._switch_task(task)
+        self._task_is_new = True
+        self._task_was_drawn = False
+
+    def _switch_task(self, task: Task) -> None:
         self.family.validate(task)
         self._apply_task(task)
         self._task = task
@@ -115,14 +162,36 @@ class MetaEnv(MujocoEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset; ``options={"task": task}`` switches task first."""
+        """Reset into the task of ``options["task"]``, the one set, or a drawn one (see above)."""
         if options and "task" in options:
             self.set_task(coerce_task(options["task"]))
-        self._require_task()
+        if seed is not None:
+            self._task_rng = None  # a seeded reset restarts the stream of drawn tasks
+        if self._draws_task(seed):
+            self._switch_task(self._draw_task(seed))
+            self._task_was_drawn = True
+        self._task_is_new = False
         obs, info = super().reset(seed=seed, options=options)
         self._last_obs = obs
         info.update(unstable=False, task=self._task)
         return obs, info
+
+    def _draws_task(self, seed: int | None) -> bool:
+        if self._task is None:
+            return True
+        if self._task_is_new:
+            return False
+        return self.resample_tasks or (seed is not None and self._task_was_drawn)
+
+    def _draw_task(self, seed: int | None) -> Task:
+        """A task of ``task_split`` from the env's task stream (a child of ``np_random``)."""
+        if self._task_rng is None:
+            if seed is not None:
+                # Seed np_random before the task applies; the physics reset seeds it again alike.
+                gymnasium.Env.reset(self, seed=seed)
+            self._task_rng = self.np_random.spawn(1)[0]
+        draw = int(self._task_rng.integers(np.iinfo(np.int64).max))
+        return self.family.sample_tasks(1, self.task_split, seed=draw)[0]
 
     def step(self, action: np.ndarray) -> StepResult:  # type: ignore[override]
         """Advance one control step; refuses malformed actions and flags diverged physics."""
@@ -154,8 +223,8 @@ class MetaEnv(MujocoEnv):
     def _require_task(self) -> Task:
         if self._task is None:
             raise RuntimeError(
-                f"{type(self).__name__} has no task: call set_task(task) or "
-                f"reset(options={{'task': task}}) first, with a task from "
+                f"{type(self).__name__} has no task yet: call reset() first (it draws one from "
+                f"the {self.task_split!r} split), or set_task(task) with a task from "
                 f"envs.get_family({self.family.name!r}).sample_tasks(...)"
             )
         return self._task

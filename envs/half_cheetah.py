@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
 from envs.base import MetaEnv, StepResult
-from metarobot.tasks import FixedTasks, ParamSpec, SplitRule, Task, TaskFamily
+from metarobot.tasks import FixedTasks, ParamSpec, Split, SplitRule, Task, TaskFamily
 
 HALF_CHEETAH_VEL = TaskFamily(
     name="HalfCheetahVel",
@@ -40,6 +40,8 @@ class _HalfCheetahTask(MetaEnv, HalfCheetahEnv):
         self,
         task: Task | None = None,
         horizon: int | None = None,
+        task_split: Split = "train",
+        resample_tasks: bool = False,
         ctrl_cost_weight: float = 0.05,
         **kwargs: Any,
     ):
@@ -47,7 +49,7 @@ class _HalfCheetahTask(MetaEnv, HalfCheetahEnv):
         if not self._exclude_current_positions_from_observation:
             raise ValueError(f"{self.family.name} observations always exclude the x position")
         self._dt = self.dt
-        self._init_meta(task, horizon)
+        self._init_meta(task, horizon, task_split, resample_tasks)
 
     def _forward_reward(self, x_velocity: float) -> float:
         raise NotImplementedError

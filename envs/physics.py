@@ -18,7 +18,7 @@ from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 
 from envs.base import MetaEnv
-from metarobot.tasks import ParamSpec, SplitRule, Task, TaskFamily
+from metarobot.tasks import ParamSpec, Split, SplitRule, Task, TaskFamily
 
 LOW, HIGH = 1.5**-3, 1.5**3
 
@@ -113,10 +113,17 @@ class HopperParamsEnv(_PhysicsTask, HopperEnv):
     family = HOPPER_PARAMS
     fields = HOPPER_FIELDS
 
-    def __init__(self, task: Task | None = None, horizon: int | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        task: Task | None = None,
+        horizon: int | None = None,
+        task_split: Split = "train",
+        resample_tasks: bool = False,
+        **kwargs: Any,
+    ):
         HopperEnv.__init__(self, **kwargs)
         self._init_physics()
-        self._init_meta(task, horizon)
+        self._init_meta(task, horizon, task_split, resample_tasks)
 
 
 class Walker2dParamsEnv(_PhysicsTask, Walker2dEnv):
@@ -125,7 +132,14 @@ class Walker2dParamsEnv(_PhysicsTask, Walker2dEnv):
     family = WALKER2D_PARAMS
     fields = WALKER2D_FIELDS
 
-    def __init__(self, task: Task | None = None, horizon: int | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        task: Task | None = None,
+        horizon: int | None = None,
+        task_split: Split = "train",
+        resample_tasks: bool = False,
+        **kwargs: Any,
+    ):
         Walker2dEnv.__init__(self, **kwargs)
         self._init_physics()
-        self._init_meta(task, horizon)
+        self._init_meta(task, horizon, task_split, resample_tasks)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from typing import Any
 
 import gymnasium
@@ -100,7 +102,8 @@ def make(name: str, share_model: bool = False, **kwargs: Any) -> MetaEnv:
 
 
 def register_all() -> None:
-    """Register every family with Gymnasium (idempotent)."""
+    """Register every family with Gymnasium (idempotent), here and in forkserver workers."""
+    _preload_in_forkserver()
     for entry in FAMILIES.values():
         if entry.env_id not in gymnasium.registry:
             gymnasium.register(
@@ -108,3 +111,19 @@ def register_all() -> None:
                 entry_point=entry.entry_point,
                 max_episode_steps=entry.family.horizon,
             )
+
+
+def _preload_in_forkserver() -> None:
+    """Have multiprocessing's forkserver import ``envs``, so that processes it starts know the ids.
+
+    Stable-Baselines3's ``SubprocVecEnv`` starts its workers from the forkserver, which imports
+    only ``__main__`` before forking them: ``make_vec_env("metarobot/<Family>-v0",
+    vec_env_cls=SubprocVecEnv)`` would fail in the workers of a notebook, a test or any program
+    whose ``__main__`` does not import ``envs``. (``"envs:metarobot/<Family>-v0"`` imports it in
+    any process, under any start method.) Has no effect once the forkserver runs.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return
+    preload = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
+    if "envs" not in preload:
+        multiprocessing.set_forkserver_preload([*preload, "envs"])

@@ -34,7 +34,7 @@ class UsesEnvironments(Protocol):
     """An agent that also steps environments of its own (multi-task PPO pretrains on them)."""
 
     def use_environments(self, env_fn: EnvFn, family: TaskFamily, seed: int) -> None:
-        """Receive the run's env factory, its family (to draw train tasks) and a seed."""
+        """Receive a factory of envs that draw a train task at every reset, the family, a seed."""
 
 
 @dataclass
@@ -67,7 +67,8 @@ def sampler_env_fn(family: str, horizon: int | None = None) -> EnvFn:
 
 
 def build(config: RunConfig, agent_config: Any = None) -> RunParts:
-    """Family, freshly initialized agent (seeded) and sampler for a resolved config."""
+    """Family, freshly initialized agent (seeded) and sampler for a config (resolved here)."""
+    config = resolve(config)
     family = envs.get_family(config.family)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device cpu")
@@ -84,7 +85,10 @@ def build(config: RunConfig, agent_config: Any = None) -> RunParts:
     agent = agents.make_agent(config.agent, policy, agent_config, config.device)
     env_fn = sampler_env_fn(config.family, config.horizon)
     if isinstance(agent, UsesEnvironments):
-        agent.use_environments(env_fn, family, derive_seed(config.seed, 0x5B3))
+        own_env_fn = functools.partial(
+            envs.make, config.family, horizon=config.horizon, resample_tasks=True
+        )
+        agent.use_environments(own_env_fn, family, derive_seed(config.seed, 0x5B3))
     sampler = make_sampler(config.backend, env_fn, agent.policy, config.workers)
     return RunParts(config, family, agent, sampler)
 
@@ -102,7 +106,7 @@ def load_run(
         overrides["device"] = device
     if overrides:
         config = RunConfig.from_mapping({**config.__dict__, **overrides})
-    parts = build(resolve(config), agent_table)
+    parts = build(config, agent_table)
     found = list_checkpoints(run_dir / "checkpoints")
     if not found:
         raise ValueError(f"{run_dir} has no checkpoints yet")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reproduce_maml import PAPER_MAML, PAPER_PRETRAINED
+from reproduce import PAPER_MAML_CHEETAH_VEL, PAPER_PRETRAINED_CHEETAH_VEL
 
 from metarobot.checkpoints import list_checkpoints, load_checkpoint
 from metarobot.config import load_config
@@ -122,12 +122,15 @@ BENCHES = {
         ),
     ),
     "HalfCheetahVel": cpu_locomotion(
-        paper={"MAML paper (Fig. 5)": PAPER_MAML, "paper's pretrained (Fig. 5)": PAPER_PRETRAINED},
+        paper={
+            "MAML paper (Fig. 5)": PAPER_MAML_CHEETAH_VEL,
+            "paper's pretrained (Fig. 5)": PAPER_PRETRAINED_CHEETAH_VEL,
+        },
         note=(
             "A CPU budget: 1.2M meta-training env steps, where the paper's setting (meta-batch "
             "40 x 20 episodes) takes 320,000 per iteration for hundreds of iterations; "
-            "[maml_halfcheetah_vel.md](maml_halfcheetah_vel.md) (`python "
-            "scripts/reproduce_maml.py`) runs that setting. At this budget no agent has learned "
+            "[paper_results.md](paper_results.md) (`python "
+            "scripts/reproduce.py`) runs that setting. At this budget no agent has learned "
             "to adapt: every curve is flat within its CIs. The levels at step 0 follow how much "
             "each initial policy still explores, since the control cost grows with the action "
             "noise: `ppo-multitask`, whose pretraining shrank its std to about 0.2, pays the "

@@ -205,8 +205,9 @@ class PPOBaseline(Agent[ConfigT]):
         """Build the SB3 learner on ``family``'s train tasks (``metarobot.runs.build`` calls it).
 
         Args:
-            env_fn: Factory of one bare env of the family (``horizon`` is its time limit).
-            family: The family whose train tasks pretraining draws at every reset.
+            env_fn: Factory of one bare env of the family that draws a train task at every
+                reset (``resample_tasks=True``; ``horizon`` is its time limit).
+            family: The family whose train tasks pretraining learns on.
             seed: Seeds the critic's initialization and every pretraining update.
         """
         self._environments = (env_fn, family, seed)
@@ -364,8 +365,8 @@ class PPOMultiTask(PPOBaseline[PPOMultiTaskConfig]):
     et al., JMLR 2021); the MAML paper's "pretrained" baseline (Finn et al., ICML 2017, Sec. 5.3).
 
     Pretraining: every :meth:`meta_update` continues SB3's ``PPO.learn`` on ``n_envs`` envs
-    that draw a new train task at every reset (:class:`agents.sb3.multitask_env.TaskResampling`),
-    one policy for all tasks, with no task information in the observation. Its budget tracks a
+    that draw a new train task at every reset (the families' ``resample_tasks=True``), one
+    policy for all tasks, with no task information in the observation. Its budget tracks a
     meta-learner's: ``pretrain_steps`` per iteration, or ``(matched_inner_steps + 1) x N x E x
     T`` for a meta-batch of ``N`` tasks, ``E`` episodes and horizon ``T``; ``learn`` runs whole
     rollouts of ``n_steps x n_envs`` steps, as many as bring the steps taken so far up to the

@@ -29,7 +29,7 @@ from metaworld.types import Task as MetaWorldTask
 
 from envs.base import MetaEnv, StepResult
 from envs.manipulation.metaworld_ml1 import METAWORLD_FAMILIES, MetaWorldFamily
-from metarobot.tasks import Task
+from metarobot.tasks import Split, Task
 
 _FAMILIES = {family.name: family for family in METAWORLD_FAMILIES}
 
@@ -38,8 +38,10 @@ class _MetaWorldML1(MetaEnv):
     """A Meta-World environment under ML1 tasks.
 
     Args:
-        task: Initial task (optional; one must be set before ``reset``).
+        task: Initial task (optional: ``reset`` draws one when none is given).
         horizon: Episode length (default 500, Meta-World's).
+        task_split: Split that tasks are drawn from (see :class:`~envs.base.MetaEnv`).
+        resample_tasks: Draw a new task at every reset that is given none.
         observe_goal: Show the goal in the last 3 observation entries (Meta-World's MT setting).
         hand_noise: Half-width (m) of the uniform noise on the hand's start position.
         **kwargs: Passed to Meta-World's env (``render_mode``, ``width``, ``height``,
@@ -53,6 +55,8 @@ class _MetaWorldML1(MetaEnv):
         self,
         task: Task | None = None,
         horizon: int | None = None,
+        task_split: Split = "train",
+        resample_tasks: bool = False,
         observe_goal: bool = False,
         hand_noise: float = 0.005,
         **kwargs: Any,
@@ -73,7 +77,7 @@ class _MetaWorldML1(MetaEnv):
         self.observation_space = inner.observation_space = inner.sawyer_observation_space
         self._hand_start = np.array(inner.hand_init_pos, dtype=np.float64)
         self._hand_noise = hand_noise
-        self._init_meta(task, horizon)
+        self._init_meta(task, horizon, task_split, resample_tasks)
         inner.max_path_length = self.horizon
 
     def _check_ranges(self) -> None:

@@ -35,7 +35,7 @@ from envs.manipulation.families import (
 )
 from envs.manipulation.object_physics import ObjectPhysics
 from envs.manipulation.robot import ObjectShape, TabletopGripper
-from metarobot.tasks import Task
+from metarobot.tasks import Split, Task
 
 LIFT_HEIGHT = 0.01  # above its rest height, the object counts as lifted (m)
 
@@ -60,8 +60,10 @@ class _TabletopTask(MetaEnv, TabletopGripper):
     """A tabletop family: the task places the goal (and object); subclasses score a step.
 
     Args:
-        task: Initial task (optional; one must be set before ``reset``).
+        task: Initial task (optional: ``reset`` draws one when none is given).
         horizon: Episode length (default 150).
+        task_split: Split that tasks are drawn from (see :class:`~envs.base.MetaEnv`).
+        resample_tasks: Draw a new task at every reset that is given none.
         observe_goal: Append the goal to the observation (hidden by default, as in ML1).
         object_shape: ``"cube"`` or ``"cylinder"`` (default: the family's own).
         reward_weights: Weights of the reward terms.
@@ -78,6 +80,8 @@ class _TabletopTask(MetaEnv, TabletopGripper):
         self,
         task: Task | None = None,
         horizon: int | None = None,
+        task_split: Split = "train",
+        resample_tasks: bool = False,
         observe_goal: bool = False,
         object_shape: ObjectShape | None = None,
         reward_weights: RewardWeights | None = None,
@@ -87,7 +91,7 @@ class _TabletopTask(MetaEnv, TabletopGripper):
         TabletopGripper.__init__(self, object_shape or self.default_shape, observe_goal, **kwargs)
         self._weights = reward_weights or RewardWeights()
         self._success_radius = success_radius
-        self._init_meta(task, horizon)
+        self._init_meta(task, horizon, task_split, resample_tasks)
 
     def _robot_step(self, action: np.ndarray) -> StepResult:
         self._actuate(action)

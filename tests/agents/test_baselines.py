@@ -11,7 +11,7 @@ from stable_baselines3.common.env_checker import check_env
 
 import envs
 from agents import AGENTS, MetaBatch, PPOMultiTask, PPOScratch
-from agents.sb3 import TaskResampling, make_multitask_env
+from agents.sb3 import make_multitask_env
 from agents.sb3.ppo import isolated_rng
 from agents.sb3.transfer import actor_params, load_actor, rollout_buffer
 from metarobot.checkpoints import load_checkpoint, save_checkpoint
@@ -131,23 +131,28 @@ def test_adapted_params_continue_their_task_run(scratch: RunParts) -> None:
     assert not torch.equal(continued["log_std"], restarted["log_std"])
 
 
-def test_resampling_env_draws_a_train_task_every_reset() -> None:
+def resampling_env_fn(**kwargs):
+    return functools.partial(envs.make, "PointNav2D", horizon=HORIZON, **kwargs)
+
+
+def test_multitask_env_draws_a_train_task_every_reset() -> None:
+    env = make_multitask_env(resampling_env_fn(resample_tasks=True), envs.get_family("PointNav2D"))
+    tasks = [env.reset(seed=5 if episode == 0 else None)[1]["task"] for episode in range(4)]
+    assert len(set(tasks)) == 4 and all(task.split == "train" for task in tasks)
+    assert env.reset(seed=5)[1]["task"] == tasks[0]  # seeded: the same task sequence
+
+
+def test_multitask_env_refuses_envs_that_would_not_draw_train_tasks() -> None:
     family = envs.get_family("PointNav2D")
-    env = TaskResampling(envs.make("PointNav2D", horizon=HORIZON), family)
-    tasks = []
-    for episode in range(4):
-        env.reset(seed=5 if episode == 0 else None)
-        assert env.task is not None and env.task.split == "train"
-        assert env.unwrapped.task == env.task  # type: ignore[attr-defined]
-        tasks.append(env.task)
-    assert len(set(tasks)) == 4
-    env.reset(seed=5)
-    assert env.task == tasks[0]  # seeded: the same task sequence
+    for kwargs in ({}, {"resample_tasks": True, "task_split": "test"}):
+        with pytest.raises(ValueError, match="PointNav2D that draw a train task at every reset"):
+            make_multitask_env(resampling_env_fn(**kwargs), family)
+    with pytest.raises(ValueError, match="got an env of family Reach"):
+        make_multitask_env(functools.partial(envs.make, "Reach", resample_tasks=True), family)
 
 
 def test_multitask_env_passes_sb3_check_and_ends_at_the_horizon() -> None:
-    env_fn = functools.partial(envs.make, "PointNav2D", horizon=HORIZON)
-    env = make_multitask_env(env_fn, envs.get_family("PointNav2D"))
+    env = make_multitask_env(resampling_env_fn(resample_tasks=True), envs.get_family("PointNav2D"))
     check_env(env)
     env.reset(seed=0)
     for step in range(1, HORIZON + 1):
@@ -221,8 +226,9 @@ def test_state_loaded_before_the_environments_waits_for_them(scratch: RunParts) 
     agent = PPOScratch(policy)
     agent.load_state_dict(state)
     assert agent.state_dict()["sb3_policy"] is state["sb3_policy"]
-    env_fn = functools.partial(envs.make, "PointNav2D", horizon=HORIZON)
-    agent.use_environments(env_fn, scratch.family, seed=999)  # another critic init: replaced
+    agent.use_environments(
+        resampling_env_fn(resample_tasks=True), scratch.family, seed=999
+    )  # another critic init: replaced
     for name, value in state["sb3_policy"].items():
         torch.testing.assert_close(agent.learner.policy.state_dict()[name], value, rtol=0, atol=0)
 

@@ -20,12 +20,19 @@ def test_unknown_gymnasium_id_is_refused():
         gym.make("metarobot/Cheetah-v0")
 
 
-def test_step_and_reset_before_a_task_raise(family_name):
+def test_step_before_the_first_reset_raises(family_name):
     env = envs.make(family_name)
-    with pytest.raises(RuntimeError, match="has no task"):
-        env.reset(seed=0)
-    with pytest.raises(RuntimeError, match="has no task"):
+    with pytest.raises(RuntimeError, match=r"has no task yet: call reset\(\) first"):
         env.step(env.action_space.sample())
+
+
+def test_bad_task_drawing_keywords_name_the_valid_values():
+    with pytest.raises(
+        ValueError, match=r"task_split must be one of \('train', 'test'\), got 'val'"
+    ):
+        gym.make("metarobot/PointNav2D-v0", task_split="val")
+    with pytest.raises(ValueError, match="resample_tasks must be True or False, got 'yes'"):
+        envs.make("PointNav2D", resample_tasks="yes")
 
 
 def test_task_of_another_family_is_refused():

@@ -11,8 +11,8 @@ from tests.envs.conftest import FAMILY_NAMES, first_task, make_with_task
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_gymnasium_and_sb3_check_env(family_name):
-    env = gym.make(f"metarobot/{family_name}-v0", task=first_task(family_name))
+def test_gymnasium_and_sb3_check_env_on_the_plainly_made_env(family_name):
+    env = gym.make(f"metarobot/{family_name}-v0")
     check_env(env.unwrapped, skip_render_check=True)
     sb3_check_env(env, warn=False)
 

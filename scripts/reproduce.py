@@ -1,0 +1,347 @@
+"""Meta-train an agent where a paper measured it, evaluate it on unseen tasks, commit the evidence.
+
+Each ``(family, agent)`` below has a setting: the paper's run config and hyperparameters (or,
+for agents no paper ran on the family, ours, stated in ``note``), its budget of meta-training
+iterations, and the paper's returns where it reports them. A run lives in
+``benchmarks/results/<Family>-<agent>-s<seed>/`` with everything anyone needs to check or
+continue it: ``config.toml``, ``metrics.csv``, the initial and the latest checkpoint, then, once
+evaluated, ``test.json`` (``metarobot evaluate``'s JSON for the latest checkpoint: 40 unseen
+test tasks, 0..3 adaptation steps of 20 fresh rollouts), ``untrained.json`` (the same for
+checkpoint 0) and ``learning_curve.png``. Every invocation regenerates
+``benchmarks/paper_results.md`` from all result folders.
+
+Runs take hours on 2 cores and span sessions: a run resumes from its folder, and
+``--minutes`` stops training cleanly (a checkpoint of the last complete iteration) after that
+long, then evaluates what it has, saying which iteration of its budget that is.
+
+Usage::
+
+    python scripts/reproduce.py --family HalfCheetahVel --agent maml --seed 0 --minutes 100
+    python scripts/reproduce.py --report            # only regenerate paper_results.md
+    python scripts/reproduce.py --verify            # re-evaluate every committed test.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import shutil
+import signal
+import statistics
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from metarobot.config import RunConfig, load_config
+from metarobot.evaluation import evaluate_adaptation, write_results
+from metarobot.runs import load_run
+from metarobot.training import train
+
+RESULTS = Path("benchmarks/results")
+REPORT = Path("benchmarks/paper_results.md")
+EVAL_TASKS, EVAL_STEPS, EVAL_ROLLOUTS, EVAL_SEED = 40, 3, 20, 1000
+"""The evaluation protocol: the MAML paper's (Sec. 5.3), as ``metarobot evaluate`` runs it."""
+
+MAML_LOCOMOTION = {"meta_batch_size": 40, "episodes_per_task": 20, "hidden_sizes": (100, 100)}
+"""Finn et al. 2017, App. A.2: 2 x 100 tanh policy, meta-batch 40, 20 rollouts per task."""
+MAML_STEPS_PER_ITERATION = 2 * 40 * 20 * 200
+"""Env steps of one paper-setting MAML iteration (adaptation and validation rounds)."""
+PAPER_MAML_CHEETAH_VEL = (-130.0, -75.0, -70.0, -65.0)
+PAPER_PRETRAINED_CHEETAH_VEL = (-155.0, -135.0, -130.0, -130.0)
+"""Finn et al. 2017, Fig. 5 (half-cheetah, goal velocity): MAML and the pretrained baseline
+after 0..3 gradient steps, read off the plot, so approximate."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A paper's experiment as this suite runs it.
+
+    Attributes:
+        run: ``RunConfig`` fields besides family, agent, seed and iterations.
+        agent: Agent hyperparameters that differ from the agent's (paper) defaults.
+        iterations: The meta-training budget.
+        paper: Mean returns after 0..3 adaptation steps that a paper reports, by row label.
+        note: Where the setting and the paper's numbers come from, and what differs.
+    """
+
+    run: dict[str, Any]
+    agent: dict[str, Any] = field(default_factory=dict)
+    iterations: int = 500
+    paper: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    note: str = ""
+
+
+def matched_iterations(inner_steps: int) -> int:
+    """Iterations giving an agent with ``inner_steps`` MAML's 500-iteration env-step budget."""
+    steps = (inner_steps + 1) * 40 * 20 * 200
+    return 500 * MAML_STEPS_PER_ITERATION // steps
+
+
+SETTINGS: dict[tuple[str, str], Setting] = {
+    ("HalfCheetahVel", "maml"): Setting(
+        MAML_LOCOMOTION,
+        paper={
+            "MAML paper (Fig. 5)": PAPER_MAML_CHEETAH_VEL,
+            "paper's pretrained (Fig. 5)": PAPER_PRETRAINED_CHEETAH_VEL,
+        },
+        note="Finn et al. 2017, Sec. 5.3 and App. A.2: one inner step (lr 0.1), TRPO (KL 0.01), "
+        "500 iterations. Paper values read off its Fig. 5, so approximate.",
+    ),
+    ("HalfCheetahDir", "maml"): Setting(
+        MAML_LOCOMOTION,
+        note="Finn et al. 2017's forward/backward half-cheetah, its setting and budget.",
+    ),
+    ("AntDir", "maml"): Setting(
+        MAML_LOCOMOTION,
+        note="Finn et al. 2017's forward/backward ant, its setting; the budget fits a CPU.",
+    ),
+    ("HalfCheetahVel", "reptile"): Setting(
+        MAML_LOCOMOTION,
+        agent={"num_inner_steps": 3, "inner_lr": 0.01, "anneal_updates": matched_iterations(3)},
+        iterations=matched_iterations(3),
+        note="No Reptile paper runs locomotion: ours, tuned on PointNav2D, with MAML's env-step "
+        "budget (3 inner rounds + validation per iteration).",
+    ),
+    ("HalfCheetahVel", "leo"): Setting(
+        MAML_LOCOMOTION,
+        agent={"latent_dim": 8, "outer_lr": 0.003, "inner_lr_init": 10.0},
+        iterations=matched_iterations(1),
+        note="No LEO paper runs RL: ours, tuned on PointNav2D, with MAML's env-step budget.",
+    ),
+}
+
+
+def run_dir(family: str, agent: str, seed: int) -> Path:
+    """Where a run's committed files live."""
+    return RESULTS / f"{family}-{agent}-s{seed}"
+
+
+def command(family: str, agent: str, seed: int) -> str:
+    """The command that runs (or continues) a setting."""
+    return shlex.join(
+        [
+            "python",
+            "scripts/reproduce.py",
+            "--family",
+            family,
+            "--agent",
+            agent,
+            "--seed",
+            str(seed),
+        ]
+    )
+
+
+@contextmanager
+def interrupt_after(minutes: float | None) -> Iterator[None]:
+    """Raise ``KeyboardInterrupt`` after ``minutes``: training checkpoints, then stops."""
+    if minutes is None:
+        yield
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"--minutes {minutes} elapsed")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, minutes * 60)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def meta_train(
+    family: str, agent: str, seed: int, iterations: int | None, minutes: float | None
+) -> Path:
+    """Train (or resume) a setting's run; returns its folder.
+
+    Training stops at ``iterations`` (default: the setting's budget) or after ``minutes``.
+    """
+    setting = SETTINGS[(family, agent)]
+    out = run_dir(family, agent, seed)
+    config = RunConfig(
+        family=family,
+        agent=agent,
+        seed=seed,
+        iterations=iterations or setting.iterations,
+        backend="process",
+        workers=2,
+        checkpoint_every=10,
+        keep_checkpoints=1,
+        **setting.run,
+    )
+    resume = (out / "config.toml").exists()
+    try:
+        with interrupt_after(minutes):
+            train(config, out, setting.agent if not resume else None, resume=resume).close()
+    except KeyboardInterrupt as stop:
+        print(f"training stopped ({stop}); evaluating the last checkpoint", file=sys.stderr)
+    return out
+
+
+def evaluate(out: Path, checkpoint: int | None, name: str) -> dict[str, Any]:
+    """``metarobot evaluate``'s evaluation of a checkpoint, also saved as ``out / name``."""
+    parts, iteration = load_run(out, checkpoint=checkpoint)
+    try:
+        tasks = parts.family.sample_tasks(EVAL_TASKS, "test", seed=EVAL_SEED)
+        result = evaluate_adaptation(
+            parts.agent,
+            parts.sampler,
+            tasks,
+            EVAL_STEPS,
+            EVAL_ROLLOUTS,
+            seed=EVAL_SEED,
+            label=f"{parts.config.agent} @ iteration {iteration}",
+        )
+    finally:
+        parts.close()
+    stem = f"test_iter{iteration:06d}"
+    write_results(result, out / "eval", stem)
+    shutil.copyfile(out / "eval" / f"{stem}.json", out / name)
+    return dict(json.loads((out / name).read_text()))
+
+
+def read_metrics(out: Path) -> list[dict[str, float]]:
+    with open(out / "metrics.csv", newline="") as handle:
+        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(handle)]
+
+
+def plot_learning_curve(out: Path, setting: Setting) -> None:
+    """Train-task return before and after adaptation per iteration, beside the paper's level."""
+    rows = read_metrics(out)
+    steps = sorted({int(k.split("/")[1].split("_")[1]) for k in rows[0] if k.startswith("adapt/")})
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    iterations = [row["iteration"] for row in rows]
+    for step in (steps[0], steps[-1]):
+        label = "before adaptation" if step == 0 else f"after {step} step(s)"
+        axes.plot(iterations, [row[f"adapt/step_{step}/return"] for row in rows], label=label)
+    for label, values in setting.paper.items():
+        axes.axhline(values[1], ls="--", lw=1, color="gray", label=f"{label}, 1 step (test tasks)")
+    axes.set(xlabel="meta-training iteration", ylabel="mean return (train tasks)")
+    axes.set_title(out.name, fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "learning_curve.png", dpi=100)
+    plt.close(figure)
+
+
+def seconds_per_iteration(out: Path) -> tuple[float, float]:
+    """Median sampling and update seconds of the run's iterations."""
+    rows = read_metrics(out)
+    return (
+        statistics.median(row["time/sampling"] for row in rows),
+        statistics.median(row["time/update"] for row in rows),
+    )
+
+
+def cell(summary: list[dict[str, float]], step: int) -> str:
+    return f"{summary[step]['return_mean']:.1f} ± {summary[step]['return_ci95']:.1f}"
+
+
+def report() -> None:
+    """Rewrite ``paper_results.md`` from every committed result folder."""
+    lines = [
+        "# Results where the papers measured",
+        "",
+        f"Mean return over {EVAL_TASKS} unseen test tasks (± 95% CI over tasks) after 0..3 "
+        f"adaptation steps of {EVAL_ROLLOUTS} fresh rollouts each, evaluation seed {EVAL_SEED}. "
+        "Each row's files are in its folder under [results/](results/): config, metrics, the "
+        "checkpoints, the evaluation JSON and the learning curve; `metarobot evaluate "
+        f"<folder> --tasks {EVAL_TASKS} --adapt-steps {EVAL_STEPS} --rollouts {EVAL_ROLLOUTS}` "
+        "reproduces each `test.json` (`python scripts/reproduce.py --verify` checks them all). "
+        "*Untrained* is the same run's checkpoint 0 adapted the same way.",
+    ]
+    folders = sorted(p for p in RESULTS.glob("*-s*") if (p / "test.json").is_file())
+    for family in sorted({p.name.split("-")[0] for p in folders}):
+        lines += ["", f"## {family}", ""]
+        lines += [
+            "| run | iteration | 0 steps | 1 step | 2 steps | 3 steps | s / iteration |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        notes = []
+        for folder in (p for p in folders if p.name.split("-")[0] == family):
+            config, _ = load_config(folder / "config.toml")
+            setting = SETTINGS[(config.family, config.agent)]
+            trained = json.loads((folder / "test.json").read_text())
+            untrained = json.loads((folder / "untrained.json").read_text())
+            iteration = trained["label"].rsplit(" ", 1)[-1]
+            sampling, update = seconds_per_iteration(folder)
+            link = f"[{folder.name}](results/{folder.name}/)"
+            lines.append(
+                f"| {link} | {iteration} of {setting.iterations} | "
+                + " | ".join(cell(trained["summary"], k) for k in range(EVAL_STEPS + 1))
+                + f" | {sampling:.1f} + {update:.1f} |"
+            )
+            lines.append(
+                "| ↳ untrained (iteration 0) | 0 | "
+                + " | ".join(cell(untrained["summary"], k) for k in range(EVAL_STEPS + 1))
+                + " | |"
+            )
+            for label, values in setting.paper.items():
+                lines.append(f"| {label} | | " + " | ".join(f"≈{v:.0f}" for v in values) + " | |")
+            extra = f" Hyperparameters set: `{setting.agent}`." if setting.agent else ""
+            notes.append(
+                f"- **{folder.name}**: {setting.note}{extra} Command: "
+                f"`{command(config.family, config.agent, config.seed)}`. "
+                f"![learning curve](results/{folder.name}/learning_curve.png)"
+            )
+        lines += ["", "*s / iteration*: median seconds of sampling + meta-update (2 cores).", ""]
+        lines += notes
+    REPORT.write_text("\n".join(lines) + "\n")
+    print(REPORT.read_text())
+
+
+def verify() -> bool:
+    """Re-evaluate every committed ``test.json`` from its checkpoint; True if all match."""
+    ok = True
+    for expected in sorted(RESULTS.glob("*/test.json")):
+        saved = json.loads(expected.read_text())
+        iteration = int(saved["label"].rsplit(" ", 1)[-1])
+        again = evaluate(expected.parent, iteration, ".verify.json")
+        (expected.parent / ".verify.json").unlink()
+        same = again == saved
+        ok &= same
+        print(f"{expected}: {'reproduced' if same else 'DIFFERS'}")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--family", default="HalfCheetahVel")
+    parser.add_argument("--agent", default="maml")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--iterations", type=int, help="budget (default: the setting's)")
+    parser.add_argument("--minutes", type=float, help="stop training after this long")
+    parser.add_argument("--report", action="store_true", help="only rewrite the report")
+    parser.add_argument("--verify", action="store_true", help="re-evaluate committed results")
+    args = parser.parse_args()
+    if args.verify:
+        return 0 if verify() else 1
+    if not args.report:
+        if (args.family, args.agent) not in SETTINGS:
+            known = ", ".join(f"{f}/{a}" for f, a in SETTINGS)
+            parser.error(f"no setting for {args.family}/{args.agent}; settings: {known}")
+        out = meta_train(args.family, args.agent, args.seed, args.iterations, args.minutes)
+        if not (out / "untrained.json").exists():
+            evaluate(out, 0, "untrained.json")
+        evaluate(out, None, "test.json")
+        plot_learning_curve(out, SETTINGS[(args.family, args.agent)])
+    report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
