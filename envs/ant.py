@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
 from envs.base import MetaEnv
-from metarobot.tasks import ParamSpec, Split, SplitRule, Task, TaskFamily
+from metarobot.tasks import ParamSpec, SplitRule, Task, TaskFamily
 
 GOAL_RADIUS = 3.0
 
@@ -51,28 +51,14 @@ ANT_GOAL = TaskFamily(
 class _AntTask(MetaEnv, AntEnv):
     """An Ant whose forward reward is replaced by a task term computed from its planar motion.
 
-    Args:
-        task: Initial task (optional: ``reset`` draws one when none is given).
-        horizon: Episode length (default 200).
-        task_split: Split that tasks are drawn from (see :class:`~envs.base.MetaEnv`).
-        resample_tasks: Draw a new task at every reset that is given none.
-        **kwargs: Passed to Gymnasium's ``AntEnv`` (reward weights, ``render_mode``, ...).
+    Keywords are :class:`~envs.base.MetaEnv`'s and Gymnasium's ``AntEnv``'s.
     """
 
     _needs_contact_forces = True
     can_share_model = True
 
-    def __init__(
-        self,
-        task: Task | None = None,
-        horizon: int | None = None,
-        task_split: Split = "train",
-        resample_tasks: bool = False,
-        **kwargs: Any,
-    ):
-        AntEnv.__init__(self, **kwargs)
+    def _init_family(self) -> None:
         self._xy_before = np.zeros(2)
-        self._init_meta(task, horizon, task_split, resample_tasks)
 
     def do_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
         """Step, remembering where the torso was (Gymnasium passes only the x velocity on)."""
@@ -124,9 +110,9 @@ class AntGoalEnv(_AntTask):
     family = ANT_GOAL
     _goal = np.zeros(2)
 
-    def __init__(self, *args: Any, success_radius: float = 0.5, **kwargs: Any):
+    def __init__(self, *, success_radius: float = 0.5, **kwargs: Any):
         self._success_radius = success_radius
-        super().__init__(*args, **kwargs)
+        super().__init__(**kwargs)
 
     def _apply_task(self, task: Task) -> None:
         self._goal = task.vector("goal")

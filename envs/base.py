@@ -70,8 +70,8 @@ def coerce_task(task: Task | Mapping[str, Any] | str) -> Task:
 class MetaEnv(MujocoEnv):
     """Mixin for MuJoCo task families; subclasses implement ``_apply_task``.
 
-    Subclasses list it first in their bases so that its ``reset``/``step`` wrap the robot env's
-    (Gymnasium's ``HalfCheetahEnv`` etc.), whose ``step`` calls the family's ``_get_rew``.
+    Subclasses list it first in their bases, before the robot env (Gymnasium's
+    ``HalfCheetahEnv`` etc.), so that its ``__init__``, ``reset`` and ``step`` wrap the robot's.
     ``horizon`` is the default episode length; ``gymnasium.make`` enforces it with a
     ``TimeLimit``, and the batched samplers read it directly from the bare env.
 
@@ -108,6 +108,31 @@ class MetaEnv(MujocoEnv):
     """Whether envs of this family may share one ``MjModel``: true where tasks change only the
     reward or the initial state, never the model (tests/envs check it for every family)."""
 
+    def __init__(
+        self,
+        task: Task | Mapping[str, Any] | str | None = None,
+        horizon: int | None = None,
+        task_split: Split = "train",
+        resample_tasks: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Build the robot env, then what the family and the task handling need.
+
+        Args:
+            task: Initial task (optional: ``reset`` draws one when none is given).
+            horizon: Episode length (default: the family's).
+            task_split: Split that tasks are drawn from, ``"train"`` or ``"test"``.
+            resample_tasks: Draw a new task at every reset that is given none.
+            **kwargs: Passed to the robot env, the next base class (Gymnasium's reward weights,
+                ``render_mode``, ``width``, ...).
+        """
+        super().__init__(**kwargs)
+        self._init_family()
+        self._init_meta(task, horizon, task_split, resample_tasks)
+
+    def _init_family(self) -> None:
+        """Prepare what the family needs once the robot env is built, before a task applies."""
+
     def _init_meta(
         self,
         task: Task | Mapping[str, Any] | str | None,
@@ -115,14 +140,7 @@ class MetaEnv(MujocoEnv):
         task_split: Split,
         resample_tasks: bool,
     ) -> None:
-        """Finish construction; call at the end of the subclass ``__init__``.
-
-        Args:
-            task: Initial task (optional: ``reset`` draws one when none is given).
-            horizon: Episode length (default: the family's).
-            task_split: Split that tasks are drawn from, ``"train"`` or ``"test"``.
-            resample_tasks: Draw a new task at every reset that is given none.
-        """
+        """Finish construction (``__init__`` does; an env that builds its robot itself calls it)."""
         self.horizon = self.family.horizon if horizon is None else int(horizon)
         if self.horizon <= 0:
             raise ValueError(f"horizon must be a positive number of steps, got {horizon}")

@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
 from envs.base import MetaEnv, StepResult
-from metarobot.tasks import FixedTasks, ParamSpec, Split, SplitRule, Task, TaskFamily
+from metarobot.tasks import FixedTasks, ParamSpec, SplitRule, Task, TaskFamily
 
 HALF_CHEETAH_VEL = TaskFamily(
     name="HalfCheetahVel",
@@ -32,24 +32,23 @@ HALF_CHEETAH_DIR = TaskFamily(
 
 
 class _HalfCheetahTask(MetaEnv, HalfCheetahEnv):
-    """A HalfCheetah whose forward reward depends on the task."""
+    """A HalfCheetah whose forward reward depends on the task.
+
+    Args:
+        ctrl_cost_weight: Weight of the control cost (the MAML paper's 0.05, Gymnasium's 0.1).
+        **kwargs: :class:`~envs.base.MetaEnv`'s (``task``, ``horizon``, ``task_split``,
+            ``resample_tasks``) and Gymnasium's ``HalfCheetahEnv``'s.
+    """
 
     can_share_model = True
 
-    def __init__(
-        self,
-        task: Task | None = None,
-        horizon: int | None = None,
-        task_split: Split = "train",
-        resample_tasks: bool = False,
-        ctrl_cost_weight: float = 0.05,
-        **kwargs: Any,
-    ):
-        HalfCheetahEnv.__init__(self, ctrl_cost_weight=ctrl_cost_weight, **kwargs)
+    def __init__(self, *, ctrl_cost_weight: float = 0.05, **kwargs: Any):
+        super().__init__(ctrl_cost_weight=ctrl_cost_weight, **kwargs)
+
+    def _init_family(self) -> None:
         if not self._exclude_current_positions_from_observation:
             raise ValueError(f"{self.family.name} observations always exclude the x position")
         self._dt = self.dt
-        self._init_meta(task, horizon, task_split, resample_tasks)
 
     def _forward_reward(self, x_velocity: float) -> float:
         raise NotImplementedError

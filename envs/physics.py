@@ -10,7 +10,7 @@ lets a GPU backend apply these tasks to many worlds later.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import mujoco
 import numpy as np
@@ -18,7 +18,7 @@ from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 
 from envs.base import MetaEnv
-from metarobot.tasks import ParamSpec, Split, SplitRule, Task, TaskFamily
+from metarobot.tasks import ParamSpec, SplitRule, Task, TaskFamily
 
 LOW, HIGH = 1.5**-3, 1.5**3
 
@@ -80,11 +80,15 @@ WALKER2D_PARAMS = TaskFamily(
 
 
 class _PhysicsTask(MetaEnv):
-    """Applies multipliers on model fields, keeping the pristine values to restore from."""
+    """A planar walker (Gymnasium's Hopper or Walker2d, the next base) under physics tasks.
 
-    fields: tuple[PhysicsField, ...]
+    Tasks apply multipliers on model fields, relative to pristine values kept to restore from.
+    Keywords are :class:`~envs.base.MetaEnv`'s and the Gymnasium env's.
+    """
 
-    def _init_physics(self) -> None:
+    fields: ClassVar[tuple[PhysicsField, ...]]
+
+    def _init_family(self) -> None:
         self._pristine = {f.param: getattr(self.model, f.param).copy() for f in self.fields}
         for f in self.fields:
             size = len(getattr(self.model, f.param))
@@ -113,33 +117,9 @@ class HopperParamsEnv(_PhysicsTask, HopperEnv):
     family = HOPPER_PARAMS
     fields = HOPPER_FIELDS
 
-    def __init__(
-        self,
-        task: Task | None = None,
-        horizon: int | None = None,
-        task_split: Split = "train",
-        resample_tasks: bool = False,
-        **kwargs: Any,
-    ):
-        HopperEnv.__init__(self, **kwargs)
-        self._init_physics()
-        self._init_meta(task, horizon, task_split, resample_tasks)
-
 
 class Walker2dParamsEnv(_PhysicsTask, Walker2dEnv):
     """Walker2d-v5 under task-specific dynamics (Rothfuss et al. 2019; Rakelly et al. 2019)."""
 
     family = WALKER2D_PARAMS
     fields = WALKER2D_FIELDS
-
-    def __init__(
-        self,
-        task: Task | None = None,
-        horizon: int | None = None,
-        task_split: Split = "train",
-        resample_tasks: bool = False,
-        **kwargs: Any,
-    ):
-        Walker2dEnv.__init__(self, **kwargs)
-        self._init_physics()
-        self._init_meta(task, horizon, task_split, resample_tasks)

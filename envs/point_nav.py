@@ -14,7 +14,7 @@ from gymnasium.envs.mujoco import MujocoEnv
 from gymnasium.spaces import Box
 
 from envs.base import MetaEnv, StepResult
-from metarobot.tasks import ParamSpec, Split, SplitRule, Task, TaskFamily
+from metarobot.tasks import ParamSpec, SplitRule, Task, TaskFamily
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -75,30 +75,20 @@ class PointNav2DEnv(MetaEnv, PointMass):
     """Point-mass navigation to a goal; ``success`` within ``success_radius`` of it.
 
     Args:
-        task: Initial task (optional: ``reset`` draws one when none is given).
-        horizon: Episode length (default 100).
-        task_split: Split that tasks are drawn from (see :class:`~envs.base.MetaEnv`).
-        resample_tasks: Draw a new task at every reset that is given none.
         success_radius: Distance to the goal counted as success.
-        **kwargs: Passed to Gymnasium's ``MujocoEnv`` (``render_mode``, ``width``, ...).
+        **kwargs: :class:`~envs.base.MetaEnv`'s (``task``, ``horizon``, ``task_split``,
+            ``resample_tasks``) and :class:`PointMass`'s (``render_mode``, ``width``, ...).
     """
 
     family = POINT_NAV_2D
 
-    def __init__(
-        self,
-        task: Task | None = None,
-        horizon: int | None = None,
-        task_split: Split = "train",
-        resample_tasks: bool = False,
-        success_radius: float = 0.1,
-        **kwargs: Any,
-    ):
-        PointMass.__init__(self, **kwargs)
+    def __init__(self, *, success_radius: float = 0.1, **kwargs: Any):
         self._success_radius = success_radius
+        super().__init__(**kwargs)
+
+    def _init_family(self) -> None:
         self._goal = np.zeros(2)
         self._goal_site = self.model.site("goal").id
-        self._init_meta(task, horizon, task_split, resample_tasks)
 
     def _apply_task(self, task: Task) -> None:
         self._goal = task.vector("goal")

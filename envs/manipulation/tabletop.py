@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.base import MetaEnv, StepResult, coerce_task
+from envs.base import MetaEnv, StepResult
 from envs.manipulation.families import (
     PICK_PLACE,
     PICK_PLACE_PARAMS,
@@ -35,7 +35,7 @@ from envs.manipulation.families import (
 )
 from envs.manipulation.object_physics import ObjectPhysics
 from envs.manipulation.robot import ObjectShape, TabletopGripper
-from metarobot.tasks import Split, Task
+from metarobot.tasks import Task
 
 LIFT_HEIGHT = 0.01  # above its rest height, the object counts as lifted (m)
 
@@ -60,16 +60,13 @@ class _TabletopTask(MetaEnv, TabletopGripper):
     """A tabletop family: the task places the goal (and object); subclasses score a step.
 
     Args:
-        task: Initial task (optional: ``reset`` draws one when none is given).
-        horizon: Episode length (default 150).
-        task_split: Split that tasks are drawn from (see :class:`~envs.base.MetaEnv`).
-        resample_tasks: Draw a new task at every reset that is given none.
-        observe_goal: Append the goal to the observation (hidden by default, as in ML1).
         object_shape: ``"cube"`` or ``"cylinder"`` (default: the family's own).
         reward_weights: Weights of the reward terms.
         success_radius: Distance to the goal (m) counted as success.
-        **kwargs: Passed to :class:`TabletopGripper` (``hand_noise``, ``frame_skip``) and
-            Gymnasium's ``MujocoEnv`` (``render_mode``, ``width``, ...).
+        **kwargs: :class:`~envs.base.MetaEnv`'s (``task``, ``horizon`` (default 150),
+            ``task_split``, ``resample_tasks``) and :class:`TabletopGripper`'s (``observe_goal``:
+            append the goal to the observation, hidden by default as in ML1; ``hand_noise``,
+            ``frame_skip``, ``render_mode``, ``width``, ...).
     """
 
     family: ClassVar[BenchmarkFamily]
@@ -78,20 +75,15 @@ class _TabletopTask(MetaEnv, TabletopGripper):
 
     def __init__(
         self,
-        task: Task | None = None,
-        horizon: int | None = None,
-        task_split: Split = "train",
-        resample_tasks: bool = False,
-        observe_goal: bool = False,
+        *,
         object_shape: ObjectShape | None = None,
         reward_weights: RewardWeights | None = None,
         success_radius: float = 0.05,
         **kwargs: Any,
     ):
-        TabletopGripper.__init__(self, object_shape or self.default_shape, observe_goal, **kwargs)
         self._weights = reward_weights or RewardWeights()
         self._success_radius = success_radius
-        self._init_meta(task, horizon, task_split, resample_tasks)
+        super().__init__(object_shape=object_shape or self.default_shape, **kwargs)
 
     def _robot_step(self, action: np.ndarray) -> StepResult:
         self._actuate(action)
@@ -170,11 +162,9 @@ class PickPlaceParamsEnv(PickPlaceEnv):
     family = PICK_PLACE_PARAMS
     can_share_model = False  # tasks scale the object's mass, size and friction in the model
 
-    def __init__(self, task: Task | None = None, horizon: int | None = None, **kwargs: Any):
-        super().__init__(None, horizon, **kwargs)  # the task needs the physics, built next
+    def _init_family(self) -> None:
+        super()._init_family()
         self._physics = ObjectPhysics(self.model, "object")
-        if task is not None:
-            self.set_task(coerce_task(task))
 
     def _apply_task(self, task: Task) -> None:
         self._physics.apply({name: task.scalar(name) for name in ("mass", "size", "friction")})
