@@ -163,7 +163,12 @@ def interrupt_after(minutes: float | None) -> Iterator[None]:
 
 
 def meta_train(
-    family: str, agent: str, seed: int, iterations: int | None, minutes: float | None
+    family: str,
+    agent: str,
+    seed: int,
+    iterations: int | None,
+    minutes: float | None,
+    update_threads: int,
 ) -> Path:
     """Train (or resume) a setting's run; returns its folder.
 
@@ -180,6 +185,7 @@ def meta_train(
         workers=2,
         checkpoint_every=10,
         keep_checkpoints=1,
+        update_threads=update_threads,
         **setting.run,
     )
     resume = (out / "config.toml").exists()
@@ -325,6 +331,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, help="budget (default: the setting's)")
     parser.add_argument("--minutes", type=float, help="stop training after this long")
+    parser.add_argument(
+        "--update-threads",
+        type=int,
+        default=0,
+        help="meta-update threads (default: every core; 1 where other jobs share the cores)",
+    )
     parser.add_argument("--report", action="store_true", help="only rewrite the report")
     parser.add_argument("--verify", action="store_true", help="re-evaluate committed results")
     args = parser.parse_args()
@@ -334,7 +346,9 @@ def main() -> int:
         if (args.family, args.agent) not in SETTINGS:
             known = ", ".join(f"{f}/{a}" for f, a in SETTINGS)
             parser.error(f"no setting for {args.family}/{args.agent}; settings: {known}")
-        out = meta_train(args.family, args.agent, args.seed, args.iterations, args.minutes)
+        out = meta_train(
+            args.family, args.agent, args.seed, args.iterations, args.minutes, args.update_threads
+        )
         if not (out / "untrained.json").exists():
             evaluate(out, 0, "untrained.json")
         evaluate(out, None, "test.json")
