@@ -16,6 +16,6 @@ python3 -m venv .venv-metaworld
 . .venv-metaworld/bin/activate
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}"
-python -m pip install --quiet -e ".[metaworld]" pytest pytest-xdist hypothesis
+python -m pip install --quiet -e ".[metaworld,ray]" pytest pytest-xdist hypothesis
 python -c "import metaworld, mujoco; print('mujoco', mujoco.__version__, 'with Meta-World')"
 python -m pytest -n 2 -q tests/envs

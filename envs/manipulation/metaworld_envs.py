@@ -1,11 +1,11 @@
-"""Env classes of the Meta-World ML1 families; importing this module imports Meta-World.
+"""Env classes of the Meta-World families; importing this module imports Meta-World.
 
-Each env holds Meta-World's own environment and shares its compiled model and data, so Meta-World's
-model, observation (39 values, frame-stacked, the goal zeroed unless ``observe_goal=True``),
-dynamics and reward are untouched, while :class:`~envs.base.MetaEnv` supplies the contract of the
-other families (typed tasks, input checks, unstable-physics flag). It holds rather than inherits
-Meta-World's class: Meta-World's public ``compute_reward`` would make Stable-Baselines3 take the
-env for a goal-conditioned one. What the adapter adds:
+Each env runs Meta-World's own environment of its task's skill and shares its compiled model and
+data, so Meta-World's model, observation (39 values, frame-stacked, the goal zeroed unless
+``observe_goal=True``), dynamics and reward are untouched, while :class:`~envs.base.MetaEnv`
+supplies the contract of the other families (typed tasks, input checks, unstable-physics flag).
+It holds rather than inherits Meta-World's class: Meta-World's public ``compute_reward`` would
+make Stable-Baselines3 take the env for a goal-conditioned one. What the adapter adds:
 
 - tasks are typed records, applied through Meta-World's own ``set_task``;
 - ``reset(seed=...)`` seeds the env (Meta-World ignores the seed) and jitters the hand's start
@@ -13,43 +13,104 @@ env for a goal-conditioned one. What the adapter adds:
 - ``info["reward_metaworld"]`` is Meta-World's reward, the one term that the reward sums, and
   ``info["success"]`` is a bool; Meta-World's diagnostics are kept as they are;
 - the horizon is Meta-World's 500 steps unless given, and Meta-World's own step limit follows it.
+
+An env of ML10 or ML45 switches skill with its task. A Meta-World env is heavy (a 20 MB compiled
+model, 0.1 s to build) and a sampler steps hundreds of family envs per process, so Meta-World envs
+are built once per process and lent: a family env holds one of its task's skill, taken from a
+pool of idle ones when its task changes skill (built only when none is idle) and given back when
+it changes again or closes. A process thus keeps, per skill, as many as run that skill at once (a
+meta-batch of 20 ML10 tasks x 10 episodes: about 200 in all, as many as for ML1), not one per
+family env and skill. A reset rebuilds the whole state from the task, so what a lent env ran
+before never shows (tests check it against fresh Meta-World envs).
 """
 
 from __future__ import annotations
 
 import pickle
+from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from metaworld.envs.sawyer_pick_place_v3 import SawyerPickPlaceEnvV3
-from metaworld.envs.sawyer_push_v3 import SawyerPushEnvV3
-from metaworld.envs.sawyer_reach_v3 import SawyerReachEnvV3
+from gymnasium.spaces import Box
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 from metaworld.sawyer_xyz_env import SawyerXYZEnv
 from metaworld.types import Task as MetaWorldTask
 
 from envs.base import MetaEnv, StepResult
-from envs.manipulation.metaworld_ml1 import METAWORLD_FAMILIES, MetaWorldFamily
+from envs.manipulation.metaworld_ml1 import METAWORLD_FAMILIES
+from envs.manipulation.metaworld_tasks import REWARD_VERSION, SKILLS, MetaWorldFamily
 from metarobot.tasks import Split, Task
 
-_FAMILIES = {family.name: family for family in METAWORLD_FAMILIES}
+_Settings = tuple[bool, tuple[tuple[str, Any], ...]]
+"""How a Meta-World env was built: goal observed, and the keywords it was given."""
 
 
-class _MetaWorldML1(MetaEnv):
-    """A Meta-World environment under ML1 tasks.
+@dataclass
+class _Sawyer:
+    """A Meta-World env of one skill, with what its resets need that Meta-World overwrites."""
+
+    skill: int
+    settings: _Settings
+    env: SawyerXYZEnv
+    hand_start: np.ndarray
+
+
+class _Pool:
+    """The idle Meta-World envs of this process, by skill and settings."""
+
+    def __init__(self) -> None:
+        self._idle: defaultdict[tuple[int, _Settings], list[_Sawyer]] = defaultdict(list)
+
+    def take(self, skill: int, settings: _Settings) -> _Sawyer:
+        """An idle env of ``skill`` built with ``settings``, or a new one."""
+        idle = self._idle[skill, settings]
+        return idle.pop() if idle else _build(skill, settings)
+
+    def give(self, sawyer: _Sawyer) -> None:
+        """Take back an env that its holder no longer runs."""
+        self._idle[sawyer.skill, sawyer.settings].append(sawyer)
+
+
+_POOL = _Pool()
+
+
+def _build(skill: int, settings: _Settings) -> _Sawyer:
+    observe_goal, kwargs = settings
+    spec = SKILLS[skill]
+    env = ALL_V3_ENVIRONMENTS[spec.env_name](reward_function_version=REWARD_VERSION, **dict(kwargs))
+    space = env._random_reset_space
+    low, high = [s.low for s in spec.specs], [s.high for s in spec.specs]
+    if space is None or not (np.array_equal(space.low, low) and np.array_equal(space.high, high)):
+        raise RuntimeError(
+            f"Meta-World's {spec.env_name} now draws tasks from {space}, not from "
+            f"[{low}, {high}] as envs.manipulation.metaworld_tasks.SKILLS declares"
+        )
+    # Meta-World derives its observation space from its observability flag.
+    env._partially_observable = not observe_goal
+    env.__dict__.pop("sawyer_observation_space", None)
+    env.observation_space = env.sawyer_observation_space
+    return _Sawyer(skill, settings, env, np.array(env.hand_init_pos, dtype=np.float64))
+
+
+class MetaWorldEnv(MetaEnv):
+    """A Meta-World family's env: Meta-World's env of the current task's skill.
 
     Args:
         task: Initial task (optional: ``reset`` draws one when none is given).
         horizon: Episode length (default 500, Meta-World's).
         task_split: Split that tasks are drawn from (see :class:`~envs.base.MetaEnv`).
         resample_tasks: Draw a new task at every reset that is given none.
-        observe_goal: Show the goal in the last 3 observation entries (Meta-World's MT setting).
+        observe_goal: Show the goal in the last 3 observation entries (Meta-World's MT setting;
+            unbounded in the observation space of a family of several skills, whose goal
+            ranges differ).
         hand_noise: Half-width (m) of the uniform noise on the hand's start position.
         **kwargs: Passed to Meta-World's env (``render_mode``, ``width``, ``height``,
             ``camera_name``, ``camera_id``).
     """
 
     family: ClassVar[MetaWorldFamily]
-    metaworld_class: ClassVar[type[SawyerXYZEnv]]
+    _sawyer: _Sawyer | None = None
 
     def __init__(
         self,
@@ -63,47 +124,64 @@ class _MetaWorldML1(MetaEnv):
     ):
         if hand_noise < 0:
             raise ValueError(f"hand_noise must be >= 0 (m), got {hand_noise}")
-        inner = self.metaworld_class(**kwargs)
-        self._inner = inner
-        self._check_ranges()
-        # The MujocoEnv state that MetaEnv and rendering use is Meta-World's own.
-        self.model, self.data, self.frame_skip = inner.model, inner.data, inner.frame_skip
-        self.metadata = inner.metadata
-        self.render_mode, self.mujoco_renderer = inner.render_mode, inner.mujoco_renderer
-        self.action_space = inner.action_space
-        # Meta-World derives its observation space from its observability flag.
-        inner._partially_observable = not observe_goal
-        inner.__dict__.pop("sawyer_observation_space", None)
-        self.observation_space = inner.observation_space = inner.sawyer_observation_space
-        self._hand_start = np.array(inner.hand_init_pos, dtype=np.float64)
         self._hand_noise = hand_noise
+        self._settings: _Settings = (observe_goal, tuple(sorted(kwargs.items())))
+        # Spaces and settings are those of every skill's env: read them from one lent for now.
+        self._hold(_POOL.take(self.family.skills("train")[0], self._settings))
+        inner = self._inner
+        self.frame_skip, self.metadata = inner.frame_skip, inner.metadata
+        self.render_mode, self.action_space = inner.render_mode, inner.action_space
+        space = inner.observation_space
+        if observe_goal and len(set(self.family.skills("train") + self.family.skills("test"))) > 1:
+            unbounded = np.full(3, np.inf)
+            low, high = np.r_[space.low[:-3], -unbounded], np.r_[space.high[:-3], unbounded]
+            space = Box(low, high, dtype=space.dtype)
+        self.observation_space = space
         self._init_meta(task, horizon, task_split, resample_tasks)
-        inner.max_path_length = self.horizon
+        if self._task is None:
+            self._release()
 
-    def _check_ranges(self) -> None:
-        space = self._inner._random_reset_space
-        low, high = [s.low for s in self.family.specs], [s.high for s in self.family.specs]
-        if space is None or not (
-            np.array_equal(space.low, low) and np.array_equal(space.high, high)
-        ):
-            raise RuntimeError(
-                f"{self.family.name}: Meta-World's {self.family.env_name} now draws tasks from "
-                f"{space}, not from [{low}, {high}] as this adapter declares"
-            )
+    @property
+    def _inner(self) -> SawyerXYZEnv:
+        """The Meta-World env of the current task."""
+        if self._sawyer is None:
+            self._require_task()
+        assert self._sawyer is not None
+        return self._sawyer.env
+
+    def _hold(self, sawyer: _Sawyer) -> None:
+        """Run ``sawyer``: the MujocoEnv state that MetaEnv and rendering use is Meta-World's."""
+        self._sawyer = sawyer
+        self.model, self.data = sawyer.env.model, sawyer.env.data
+        self.mujoco_renderer = sawyer.env.mujoco_renderer
+        self._divergence_counts = self.data.warning.number  # MetaEnv's view, as in _init_meta
+
+    def _release(self) -> None:
+        if self._sawyer is not None:
+            _POOL.give(self._sawyer)
+            self._sawyer = None
 
     def _apply_task(self, task: Task) -> None:
+        skill = self.family.skill_of(dict(task.params))
+        if self._sawyer is None or self._sawyer.skill != skill:
+            self._release()
+            self._hold(_POOL.take(skill, self._settings))
+        inner = self._inner
         data = {
-            "rand_vec": np.array([task.scalar(name) for name in self.family.param_names]),
-            "env_cls": self.metaworld_class,
-            "partially_observable": self._inner._partially_observable,
+            "rand_vec": self.family.vector_of(task),
+            "env_cls": type(inner),
+            "partially_observable": inner._partially_observable,
         }
-        self._inner.set_task(MetaWorldTask(self.family.env_name, pickle.dumps(data)))
+        inner.set_task(MetaWorldTask(SKILLS[skill].env_name, pickle.dumps(data)))
 
     def reset_model(self) -> np.ndarray:
         """Meta-World's reset, from a hand start jittered with the env's seeded generator."""
+        assert self._sawyer is not None
         noise = self.np_random.uniform(-self._hand_noise, self._hand_noise, size=3)
-        self._inner.hand_init_pos = self._hand_start + noise
-        obs, _ = self._inner.reset()
+        inner = self._sawyer.env
+        inner.hand_init_pos = self._sawyer.hand_start + noise
+        inner.max_path_length = self.horizon
+        obs, _ = inner.reset()
         return obs
 
     def _robot_step(self, action: np.ndarray) -> StepResult:
@@ -111,23 +189,27 @@ class _MetaWorldML1(MetaEnv):
         info = {**info, "success": bool(info["success"]), "reward_metaworld": float(reward)}
         return obs, float(reward), terminated, truncated, info
 
+    def render(self) -> Any:
+        """Meta-World's rendering of the current task (``render_mode`` given at construction)."""
+        self._require_task()
+        return super().render()
 
-class MetaWorldReachEnv(_MetaWorldML1):
-    """Meta-World's ``reach-v3`` under ML1 tasks."""
-
-    family = _FAMILIES["MetaWorldReach"]
-    metaworld_class = SawyerReachEnvV3
-
-
-class MetaWorldPushEnv(_MetaWorldML1):
-    """Meta-World's ``push-v3`` under ML1 tasks."""
-
-    family = _FAMILIES["MetaWorldPush"]
-    metaworld_class = SawyerPushEnvV3
+    def close(self) -> None:
+        """Give the Meta-World env back to this process's pool (it stays built, for reuse)."""
+        self._release()
 
 
-class MetaWorldPickPlaceEnv(_MetaWorldML1):
-    """Meta-World's ``pick-place-v3`` under ML1 tasks."""
+def _env_class(family: MetaWorldFamily) -> type[MetaWorldEnv]:
+    name = f"{family.name}Env"
+    attributes = {"family": family, "__doc__": f"{family.doc}.", "__module__": __name__}
+    return type(name, (MetaWorldEnv,), {**attributes, "__qualname__": name})
 
-    family = _FAMILIES["MetaWorldPickPlace"]
-    metaworld_class = SawyerPickPlaceEnvV3
+
+ENV_CLASSES: dict[str, type[MetaWorldEnv]] = {
+    family.name: _env_class(family) for family in METAWORLD_FAMILIES
+}
+"""Each Meta-World family's env class, by family name."""
+
+# The registry names them as ``envs.manipulation.metaworld_envs:<Family>Env``, and pickle finds
+# them here by the same names.
+globals().update({cls.__name__: cls for cls in ENV_CLASSES.values()})

@@ -2,8 +2,9 @@
 
 These tests need the ``metaworld`` extra, which pins mujoco 3.3.0 and so lives in a virtual
 environment of its own; elsewhere they are skipped, and only the missing-extra message is checked.
-The generic contract (check_env, determinism, rewards, rendering) runs on the Meta-World families
-through tests/envs/test_families.py wherever they are registered.
+The generic contract (check_env, determinism, rewards, rendering) runs on three ML1 families and
+on ML10 and ML45 through tests/envs/test_families.py wherever they are registered;
+test_metaworld_ml1.py checks all 50 ML1 families, test_metaworld_multi.py ML10 and ML45.
 """
 
 import pickle
@@ -15,7 +16,7 @@ import pytest
 import envs
 from envs.manipulation.metaworld_ml1 import METAWORLD_FAMILIES, metaworld_installed
 
-NAMES = [family.name for family in METAWORLD_FAMILIES]
+NAMES = ["MetaWorldReach", "MetaWorldPush", "MetaWorldPickPlace"]
 needs_metaworld = pytest.mark.skipif(
     not metaworld_installed(),
     reason="Meta-World is not installed (pip install 'metarobot[metaworld]' in a virtual "
@@ -25,11 +26,14 @@ needs_metaworld = pytest.mark.skipif(
 
 @pytest.mark.skipif(metaworld_installed(), reason="the metaworld extra is installed here")
 def test_missing_extra_is_explained():
-    assert not set(NAMES) & set(envs.FAMILIES)
+    assert len(METAWORLD_FAMILIES) == 52
+    assert not {family.name for family in METAWORLD_FAMILIES} & set(envs.FAMILIES)
     with pytest.raises(
         ValueError, match=r"MetaWorldPickPlace.*pip install 'metarobot\[metaworld\]'"
     ):
         envs.make("MetaWorldPickPlace")
+    with pytest.raises(ValueError, match=r"MetaWorldML45.*pip install 'metarobot\[metaworld\]'"):
+        envs.get_family("MetaWorldML45")
 
 
 @needs_metaworld
