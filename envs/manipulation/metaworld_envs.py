@@ -18,10 +18,10 @@ An env of ML10 or ML45 switches skill with its task. A Meta-World env is heavy (
 model, 0.1 s to build) and a sampler steps hundreds of family envs per process, so Meta-World envs
 are built once per process and lent: a family env holds one of its task's skill, taken from a
 pool of idle ones when its task changes skill (built only when none is idle) and given back when
-it changes again or closes. A process thus keeps, per skill, as many as run that skill at once (a
-meta-batch of 20 ML10 tasks x 10 episodes: about 200 in all, as many as for ML1), not one per
-family env and skill. A reset rebuilds the whole state from the task, so what a lent env ran
-before never shows (tests check it against fresh Meta-World envs).
+it changes again or closes (closed with it if it renders). A process thus keeps, per skill, as
+many as run that skill at once (a meta-batch of 20 ML10 tasks x 10 episodes: about 200 in all, as
+many as for ML1), not one per family env and skill. A reset rebuilds the whole state from the
+task, so what a lent env ran before never shows (tests check it against fresh Meta-World envs).
 """
 
 from __future__ import annotations
@@ -195,7 +195,14 @@ class MetaWorldEnv(MetaEnv):
         return super().render()
 
     def close(self) -> None:
-        """Give the Meta-World env back to this process's pool (it stays built, for reuse)."""
+        """Give the Meta-World env back to this process's pool, or close it if it renders.
+
+        An env that renders holds OpenGL contexts, which Meta-World's env frees only by
+        closing for good; one that does not stays built in the pool, for reuse.
+        """
+        if self._sawyer is not None and self.render_mode is not None:
+            self._sawyer.env.close()
+            self._sawyer = None
         self._release()
 
 

@@ -147,3 +147,15 @@ def test_observed_goal_is_unbounded_in_the_space_of_several_skills():
     for task in family.sample_tasks(3, "test", seed=0):
         obs, _ = env.reset(seed=0, options={"task": task})
         assert env.observation_space.contains(obs) and np.abs(obs[-3:]).sum() > 0
+
+
+def test_a_rendering_env_closes_its_metaworld_env_and_the_next_renders_alike():
+    task = envs.get_family("MetaWorldML10").sample_tasks(1, "test", seed=0)[0]
+    frames = []
+    for _ in range(2):
+        env = envs.make("MetaWorldML10", task=task, render_mode="rgb_array", width=32, height=24)
+        env.reset(seed=0)
+        frames.append(env.render())
+        env.close()
+    assert frames[0].shape == (24, 32, 3) and frames[0].std() > 1.0
+    np.testing.assert_array_equal(frames[0], frames[1])
