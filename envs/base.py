@@ -153,6 +153,7 @@ class MetaEnv(MujocoEnv):
         assert isinstance(self.action_space, Box)
         self._action_low = self.action_space.low.astype(np.float64)
         self._action_high = self.action_space.high.astype(np.float64)
+        self._dt = self.dt  # the control step, as a float read every step
         # A live view of MjData's warning counters, read twice per step.
         self._divergence_counts = self.data.warning.number
         if task is not None:
@@ -227,6 +228,17 @@ class MetaEnv(MujocoEnv):
     def _robot_step(self, action: np.ndarray) -> StepResult:
         """The robot env's own step (Gymnasium's, calling the family's ``_get_rew``)."""
         return super().step(action)
+
+    def _step_along_x(self, action: np.ndarray) -> tuple[float, float]:
+        """One control step of a planar robot (``qpos[0]`` is x): its new x and mean x velocity.
+
+        Plain floats, not numpy scalars: the same values, a few times faster to compute with.
+        """
+        qpos = self.data.qpos
+        x_before = float(qpos[0])
+        self._step_mujoco_simulation(action, self.frame_skip)
+        x_after = float(qpos[0])
+        return x_after, (x_after - x_before) / self._dt
 
     def _divergences(self) -> int:
         counts = self._divergence_counts

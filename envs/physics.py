@@ -9,6 +9,7 @@ lets a GPU backend apply these tasks to many worlds later.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,7 +18,7 @@ import numpy as np
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 
-from envs.base import MetaEnv
+from envs.base import MetaEnv, StepResult
 from metarobot.tasks import ParamSpec, SplitRule, Task, TaskFamily
 
 LOW, HIGH = 1.5**-3, 1.5**3
@@ -87,6 +88,13 @@ class _PhysicsTask(MetaEnv):
     """
 
     fields: ClassVar[tuple[PhysicsField, ...]]
+    # What the step reads from Gymnasium's Hopper-v5 and Walker2d-v5, which both define these.
+    is_healthy: bool
+    _forward_reward_weight: float
+    _healthy_reward: float
+    _ctrl_cost_weight: float
+    _terminate_when_unhealthy: bool
+    _get_obs: Callable[[], np.ndarray]
 
     def _init_family(self) -> None:
         self._pristine = {f.param: getattr(self.model, f.param).copy() for f in self.fields}
@@ -97,6 +105,7 @@ class _PhysicsTask(MetaEnv):
                     f"{self.family.name}: model has {size} rows of {f.param}, expected more than "
                     f"{max(f.rows)} (did Gymnasium's model file change?)"
                 )
+        self._z_start = float(self.init_qpos[1])
 
     def _apply_task(self, task: Task) -> None:
         for f in self.fields:
@@ -109,6 +118,28 @@ class _PhysicsTask(MetaEnv):
         # Derived constants (subtree masses, inverse weights used by the constraint solver)
         # follow the new masses and inertias; recomputing them from pristine values is exact.
         mujoco.mj_setConst(self.model, self.data)
+
+    def _robot_step(self, action: np.ndarray) -> StepResult:
+        # Gymnasium's Hopper-v5 and Walker2d-v5 step, computed leanly: theirs checks health
+        # twice per step (for the survival reward, then for termination) and the action's shape
+        # once more.
+        x_after, x_velocity = self._step_along_x(action)
+        healthy = bool(self.is_healthy)
+        forward = self._forward_reward_weight * x_velocity
+        survive = self._healthy_reward if healthy else 0.0
+        ctrl_cost = self._ctrl_cost_weight * float(action @ action)
+        info = {
+            "x_position": x_after,
+            "z_distance_from_origin": float(self.data.qpos[1]) - self._z_start,
+            "x_velocity": x_velocity,
+            "reward_forward": forward,
+            "reward_ctrl": -ctrl_cost,
+            "reward_survive": survive,
+        }
+        if self.render_mode == "human":
+            self.render()
+        terminated = not healthy and self._terminate_when_unhealthy
+        return self._get_obs(), forward + survive - ctrl_cost, terminated, False, info
 
 
 class HopperParamsEnv(_PhysicsTask, HopperEnv):

@@ -1,11 +1,16 @@
 """Env steps per second of every family, against raw ``mj_step`` and Gymnasium's own v5 env.
 
-Each family is stepped with fixed random actions (no policy), resetting at its horizon, and
-compared in the same run with (a) raw ``mujoco.mj_step`` on the same compiled model, divided by
-the frame skip, and (b) Gymnasium's v5 env for the same robot built the same way. Medians of
-several repeats are reported as ratios, written to ``benchmarks/envs.md``.
+Each family is stepped with fixed random actions (no policy), resetting at its horizon and on
+termination, twice: under an explicit task (the nominal one: physics multipliers 1, as in the
+reference env) and under its default task (none given: the env draws one at ``reset(seed=0)``).
+Each is compared with (a) raw ``mujoco.mj_step`` on the same compiled model, divided by the frame
+skip, and (b) Gymnasium's v5 env for the same robot on the same model (a physics task's
+multipliers are copied into it). Rounds interleave all measurements of a family; rates are
+medians over rounds, ratios medians of the ratios within each round, written to
+``benchmarks/envs.md``.
 
-Usage: ``python scripts/bench_envs.py [--steps 5000] [--repeats 5] [--out benchmarks/envs.md]``
+Usage: ``python scripts/bench_envs.py [--steps 5000] [--repeats 5] [--families HopperParams ...]
+[--out benchmarks/envs.md]``
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import argparse
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -23,6 +29,7 @@ import mujoco
 import numpy as np
 
 import envs
+from envs.base import MetaEnv
 from envs.manipulation.metaworld_ml1 import import_metaworld, metaworld_installed
 from metarobot.tasks import ParamValue, Task, TaskFamily
 
@@ -88,61 +95,127 @@ def raw_rate(model: mujoco.MjModel, frame_skip: int, steps: int) -> float:
     return n / (time.perf_counter() - start) / frame_skip
 
 
-def median_of(repeats: int, measure: Callable[[], float]) -> float:
-    return statistics.median(measure() for _ in range(repeats))
+@dataclass(frozen=True)
+class Row:
+    """One family under one task: rates (medians over rounds) and within-round ratios."""
+
+    family: str
+    task: str
+    ours: float
+    raw: float
+    reference: str
+    reference_rate: float
+    ratio_to_raw: float
+    ratio_to_reference: float
+
+
+def same_physics(reference: gym.Env, env: MetaEnv) -> None:
+    """Copy the model fields that ``env``'s physics task changed into ``reference``'s model."""
+    fields = getattr(env, "fields", ())  # the physics families' (envs.physics)
+    if not fields:
+        return
+    model = reference.unwrapped.model  # type: ignore[attr-defined]
+    for field in fields:
+        getattr(model, field.param)[:] = getattr(env.model, field.param)
+    mujoco.mj_setConst(model, reference.unwrapped.data)  # type: ignore[attr-defined]
+
+
+def measure(name: str, steps: int, repeats: int) -> list[Row]:
+    """Both tasks of one family, every measurement once per round."""
+    family = envs.get_family(name)
+    reference = REFERENCE.get(name, "")
+    cases: dict[str, MetaEnv] = {
+        "explicit": envs.make(name, task=nominal_task(family)),
+        "default": envs.make(name),
+    }
+    horizon = family.horizon
+    measures: dict[tuple[str, str], Callable[[], float]] = {}
+    for label, env in cases.items():
+        env.reset(seed=0)  # the default env draws its task here, as env_rate's reset will
+        twin = reference_env(reference) if reference else None
+        measures[label, "ours"] = lambda env=env: env_rate(env, steps, horizon)
+        measures[label, "raw"] = lambda env=env: raw_rate(env.model, env.frame_skip, steps)
+        if twin is not None:
+            same_physics(twin, env)
+            measures[label, "reference"] = lambda twin=twin: env_rate(twin, steps, horizon)
+    rounds: dict[tuple[str, str], list[float]] = {key: [] for key in measures}
+    for _ in range(repeats):
+        for key, rate in measures.items():
+            rounds[key].append(rate())
+    rows = []
+    for label in cases:
+        ours, raw = rounds[label, "ours"], rounds[label, "raw"]
+        twin_rates = rounds.get((label, "reference"), [float("nan")] * repeats)
+        rows.append(
+            Row(
+                name,
+                label,
+                statistics.median(ours),
+                statistics.median(raw),
+                reference,
+                statistics.median(twin_rates),
+                median_ratio(ours, raw),
+                median_ratio(ours, twin_rates),
+            )
+        )
+    return rows
+
+
+def median_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float:
+    """The median of the ratios of measurements taken in the same round."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--families", nargs="+", choices=list(envs.FAMILIES))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/envs.md"))
     args = parser.parse_args()
 
     rows = []
-    for name in envs.FAMILIES:
-        family = envs.get_family(name)
-        env = envs.make(name, task=nominal_task(family))
-        horizon = family.horizon
-        ours = median_of(args.repeats, lambda env=env, h=horizon: env_rate(env, args.steps, h))
-        raw = median_of(
-            args.repeats, lambda env=env: raw_rate(env.model, env.frame_skip, args.steps)
-        )
-        reference = REFERENCE.get(name, "")
-        twin = reference_env(reference) if reference else None
-        twin_rate = float("nan")
-        if twin is not None:
-            twin_rate = median_of(
-                args.repeats, lambda twin=twin, h=horizon: env_rate(twin, args.steps, h)
+    for name in args.families or envs.FAMILIES:
+        for row in measure(name, args.steps, args.repeats):
+            rows.append(row)
+            print(
+                f"{name:18s} {row.task:8s} {row.ours:7.0f} steps/s  ratio to raw mj_step "
+                f"{row.ratio_to_raw:.2f}  to {row.reference or 'no reference'} "
+                f"{row.ratio_to_reference:.2f}"
             )
-        rows.append((name, ours, raw, reference, twin_rate))
-        print(
-            f"{name:18s} {ours:9.0f} steps/s  raw mj_step {raw:9.0f}  ratio {ours / raw:.2f}"
-            f"  vs {reference or 'no reference'} {ours / twin_rate:.2f}"
-        )
 
     lines = [
         "# Env step throughput",
         "",
         f"`python scripts/bench_envs.py --steps {args.steps} --repeats {args.repeats}` on "
         f"{date.today()}, {platform.processor() or platform.machine()}, one core, "
-        f"mujoco {mujoco.__version__}, gymnasium {gym.__version__}. Medians of {args.repeats} "
-        "runs; bare envs (no wrappers), random actions, reset at the horizon or on termination; "
-        "physics families run their nominal task (all multipliers 1).",
+        f"mujoco {mujoco.__version__}, gymnasium {gym.__version__}. Bare envs (no wrappers), "
+        "random actions, reset at the horizon or on termination. Each family runs under an "
+        "explicit task (the nominal one: physics multipliers 1) and under its default task "
+        "(none given: the env draws one from the train split at `reset(seed=0)`).",
         "",
         "Raw = `mujoco.mj_step` on the same compiled model, divided by the frame skip. "
-        "Reference = Gymnasium's own v5 env for the same robot, or Meta-World's ML1 env for the "
-        "manipulation families (n/a where Meta-World is not installed), measured in the same run.",
+        "Reference = Gymnasium's own v5 env for the same robot on the same model (a physics "
+        "task's multipliers copied into it), or Meta-World's ML1 env for the manipulation "
+        "families (n/a where Meta-World is not installed). Each of "
+        f"{args.repeats} rounds measures all of a family's envs back to back; rates are medians "
+        "over rounds, ratios the median of the ratios within a round. The 2 CPU cores were "
+        "shared with other jobs (a training run among them): absolute rates swing from run to "
+        "run, the within-round ratios much less.",
         "",
-        "| family | env steps/s | raw mj_step (env steps/s) | ratio to raw | reference "
+        "| family | task | env steps/s | raw mj_step (env steps/s) | ratio to raw | reference "
         "| reference steps/s | ratio to reference |",
-        "|---|---:|---:|---:|---|---:|---:|",
+        "|---|---|---:|---:|---:|---|---:|---:|",
     ]
-    for name, ours, raw, reference, twin in rows:
-        twin_cells = "n/a | n/a" if np.isnan(twin) else f"{twin:.0f} | {ours / twin:.2f}"
+    for row in rows:
+        twin_cells = (
+            "n/a | n/a"
+            if np.isnan(row.reference_rate)
+            else f"{row.reference_rate:.0f} | {row.ratio_to_reference:.2f}"
+        )
         lines.append(
-            f"| {name} | {ours:.0f} | {raw:.0f} | {ours / raw:.2f} | {reference or 'none'} "
-            f"| {twin_cells} |"
+            f"| {row.family} | {row.task} | {row.ours:.0f} | {row.raw:.0f} | "
+            f"{row.ratio_to_raw:.2f} | {row.reference or 'none'} | {twin_cells} |"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

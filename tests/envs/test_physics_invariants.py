@@ -2,6 +2,7 @@
 
 import copy
 
+import gymnasium as gym
 import mujoco
 import numpy as np
 import pytest
@@ -127,3 +128,35 @@ def test_physics_task_changes_dynamics():
 
 def test_first_task_helper_is_train():
     assert first_task("AntGoal").split == "train"
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "reference", "kwargs"),
+    [
+        ("HopperParams", None, "Hopper-v5", {}),
+        ("Walker2dParams", None, "Walker2d-v5", {}),
+        ("AntDir", {"direction": 0.0}, "Ant-v5", {}),
+        ("HalfCheetahDir", {"direction": 1.0}, "HalfCheetah-v5", {"ctrl_cost_weight": 0.1}),
+    ],
+)
+def test_lean_steps_are_gymnasiums_own_where_the_task_asks_the_same(
+    name, params, reference, kwargs
+):
+    """Families compute Gymnasium's v5 step their own, faster way: it must stay the same step."""
+    family = envs.get_family(name)
+    nominal = {spec.name: (1.0,) * spec.size for spec in family.specs}  # physics unchanged
+    ours = envs.make(name, task=family.make_task(**(params or nominal)), **kwargs)
+    theirs = gym.make(reference).unwrapped
+    np.testing.assert_array_equal(ours.reset(seed=3)[0], theirs.reset(seed=3)[0])
+    for action in np.random.default_rng(0).uniform(-1, 1, (100, *ours.action_space.shape)):
+        obs, reward, terminated, _, info = ours.step(action)
+        expected_obs, expected_reward, expected_terminated, _, expected_info = theirs.step(action)
+        np.testing.assert_array_equal(obs, expected_obs)
+        assert reward == pytest.approx(expected_reward, rel=1e-12, abs=1e-12)
+        assert terminated == expected_terminated
+        assert {key: info[key] for key in expected_info} == pytest.approx(
+            expected_info, rel=1e-12, abs=1e-12
+        )
+        if terminated:
+            ours.reset()
+            theirs.reset()
