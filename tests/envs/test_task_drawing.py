@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import envs
-from tests.envs.conftest import FAMILY_NAMES
+from tests.envs.conftest import CONTRACT_FAMILY_NAMES
 
 
 def env_id(name: str) -> str:
@@ -42,8 +42,8 @@ def test_plain_make_draws_a_train_task_and_keeps_it(family_name):
 def test_the_same_seed_gives_the_same_task_and_trajectory_in_another_process():
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        theirs = list(pool.map(seeded_run, FAMILY_NAMES))
-    assert theirs == [seeded_run(name) for name in FAMILY_NAMES]
+        theirs = list(pool.map(seeded_run, CONTRACT_FAMILY_NAMES))
+    assert theirs == [seeded_run(name) for name in CONTRACT_FAMILY_NAMES]
 
 
 def rollout(env: envs.base.MetaEnv, seed: int, **reset) -> np.ndarray:
