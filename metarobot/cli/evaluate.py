@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from metarobot.evaluation import METAWORLD_PLUS, Protocol, evaluate_protocol, write_results
     from metarobot.runs import load_run
 
-    metaworld = args.protocol == "metaworld"
+    # `metarobot report --evaluate` calls this with its own arguments, which have no --protocol.
+    metaworld = getattr(args, "protocol", "maml") == "metaworld"
     # Meta-World+ runs 500-step episodes whatever the run trained with.
     overrides = {"horizon": METAWORLD_PLUS.horizon} if metaworld else {}
     parts, iteration = load_run(args.run_dir, args.checkpoint, args.device, **overrides)
