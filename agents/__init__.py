@@ -1,4 +1,4 @@
-"""Meta-learners behind one protocol (:class:`agents.base.Agent`), chosen by name.
+"""Meta-learners behind one protocol (:class:`metarobot.agent.Agent`), chosen by name.
 
 Adding an agent means adding its module and one entry to ``AGENTS``; the CLI and the training
 loop look agents up here and never import them directly.
@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 
-from agents.base import Agent, MetaBatch, config_from_mapping
 from agents.leo import LEO, LEOConfig
 from agents.maml import MAML, MAMLConfig
 from agents.reptile import Reptile, ReptileConfig
 from agents.sb3 import PPOConfig, PPOMultiTask, PPOMultiTaskConfig, PPOScratch
+from metarobot.agent import Agent, config_from_mapping
 from metarobot.policies import GaussianMLPPolicy
 
 AGENTS: dict[str, type[Agent[Any]]] = {
@@ -30,10 +30,8 @@ __all__ = [
     "AGENTS",
     "LEO",
     "MAML",
-    "Agent",
     "LEOConfig",
     "MAMLConfig",
-    "MetaBatch",
     "PPOConfig",
     "PPOMultiTask",
     "PPOMultiTaskConfig",

@@ -12,7 +12,7 @@ from dataclasses import replace
 import torch
 from torch.distributions import Normal
 
-from agents.base import MetaBatch
+from metarobot.agent import MetaBatch
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params, expand_params
 from metarobot.returns import task_mean

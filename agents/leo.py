@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from agents.base import Agent, MetaBatch, check_config
 from agents.common import (
     check_meta_batch,
     check_task_axis,
@@ -27,6 +26,7 @@ from agents.common import (
     leaves,
     policy_gradient_loss,
 )
+from metarobot.agent import Agent, MetaBatch, check_config
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params, detach_params, expand_params
 from metarobot.returns import compute_advantages, zero_padding
@@ -291,7 +291,7 @@ class LEO(Agent[LEOConfig]):
 
     @torch.enable_grad()
     def adapt(self, episodes: Episodes, params: Params | None = None) -> Params:
-        """LEO's inner loop; see :meth:`agents.base.Agent.adapt`.
+        """LEO's inner loop; see :meth:`metarobot.agent.Agent.adapt`.
 
         Rollouts of the unadapted policy (``params`` is ``None`` or equals the meta-parameters)
         are what the encoder is trained on: they go through encoder, latent steps (from the
@@ -314,7 +314,7 @@ class LEO(Agent[LEOConfig]):
 
     @torch.enable_grad()
     def meta_update(self, batch: MetaBatch) -> dict[str, float]:
-        """``outer_epochs`` Adam steps on the outer loss; see :meth:`agents.base.Agent.meta_update`.
+        """``outer_epochs`` Adam steps on the outer loss (see ``Agent.meta_update``).
 
         Every step recomputes the whole inner loop from the stored adaptation rollouts (encoder,
         a fresh latent sample, latent steps, fine-tuning) with graphs, so the gradient reaches

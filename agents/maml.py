@@ -15,7 +15,6 @@ from typing import NamedTuple
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from agents.base import Agent, MetaBatch, check_config
 from agents.common import (
     check_meta_batch,
     gradient,
@@ -24,6 +23,7 @@ from agents.common import (
     leaves,
     policy_gradient_loss,
 )
+from metarobot.agent import Agent, MetaBatch, check_config
 from metarobot.episodes import Episodes
 from metarobot.optim import (
     backtracking_line_search,
@@ -198,7 +198,7 @@ class MAML(Agent[MAMLConfig]):
 
     @torch.enable_grad()
     def adapt(self, episodes: Episodes, params: Params | None = None) -> Params:
-        """One policy-gradient step per task; see :meth:`agents.base.Agent.adapt`.
+        """One policy-gradient step per task; see :meth:`metarobot.agent.Agent.adapt`.
 
         Runs with autograd enabled even under ``torch.no_grad`` (the step needs a gradient), but
         builds no graph back to the meta-parameters and returns detached parameters.
@@ -210,7 +210,7 @@ class MAML(Agent[MAMLConfig]):
 
     @torch.enable_grad()
     def meta_update(self, batch: MetaBatch) -> dict[str, float]:
-        """One TRPO step on the meta-parameters; see :meth:`agents.base.Agent.meta_update`.
+        """One TRPO step on the meta-parameters; see :meth:`metarobot.agent.Agent.meta_update`.
 
         Returns:
             ``losses/surrogate_before``, ``losses/surrogate_after``, ``losses/kl`` (mean KL of the

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from agents.base import Agent, MetaBatch, check_config
 from agents.common import (
     check_meta_batch,
     clipped_surrogate_loss,
@@ -23,6 +22,7 @@ from agents.common import (
     learning_episodes,
     policy_gradient_loss,
 )
+from metarobot.agent import Agent, MetaBatch, check_config
 from metarobot.episodes import Episodes
 from metarobot.optim import flatten_params
 from metarobot.policies import GaussianMLPPolicy, Params, detach_params
@@ -150,7 +150,7 @@ class Reptile(Agent[ReptileConfig]):
 
     @torch.enable_grad()
     def adapt(self, episodes: Episodes, params: Params | None = None) -> Params:
-        """One inner round per task; see :meth:`agents.base.Agent.adapt`.
+        """One inner round per task; see :meth:`metarobot.agent.Agent.adapt`.
 
         Runs ``inner_epochs`` optimizer steps on ``episodes`` from ``params`` (the
         meta-parameters when ``None``), with autograd enabled even under ``torch.no_grad``.
@@ -167,7 +167,7 @@ class Reptile(Agent[ReptileConfig]):
         return detach_params(current)
 
     def meta_update(self, batch: MetaBatch) -> dict[str, float]:
-        """The Reptile interpolation; see :meth:`agents.base.Agent.meta_update`.
+        """The Reptile interpolation; see :meth:`metarobot.agent.Agent.meta_update`.
 
         Returns:
             ``meta/epsilon`` (the step size used), ``meta/displacement_norm`` (norm of

@@ -24,6 +24,7 @@ POINT_NAV_2D = TaskFamily(
     split_rule=SplitRule(cells=10, period=5),
     horizon=100,
     doc="point mass navigates to an unobserved goal; reward = -distance",
+    hidden_sizes=(64, 64),
 )
 
 

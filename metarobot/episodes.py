@@ -1,7 +1,8 @@
 """The ``Episodes`` batch: what a sampler returns and what every agent learns from.
 
 Everything is a tensor shaped ``[tasks, episodes, time, ...]`` so that one batched computation
-(returns, baselines, losses under ``torch.func.vmap``) serves all tasks of a meta-batch at once.
+(returns, baselines, losses; the policy's one ``baddbmm`` per layer over tasks) serves all tasks
+of a meta-batch at once.
 """
 
 from __future__ import annotations

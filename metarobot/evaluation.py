@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.base import Agent
+from metarobot.agent import Agent
 from metarobot.policies import Params, expand_params
-from metarobot.runs import derive_seed
 from metarobot.sampling import Sampler
+from metarobot.seeding import derive_seed
 from metarobot.tasks import Task
 
 Z_95 = 1.959963984540054

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from metarobot.config import RunConfig, load_config
 from metarobot.evaluation import AdaptationResult
+from metarobot.run.config import RunConfig, load_config
 from metarobot.tasks import Task
 
 EVAL_FILE = re.compile(r"(?P<split>train|test)_iter(?P<iteration>\d+)\.json")
@@ -320,7 +320,7 @@ def report_markdown(rows: Sequence[AgentRow], plot: Path, out_dir: Path) -> str:
 
 def write_report(rows: Sequence[AgentRow], out_dir: Path) -> list[Path]:
     """Write ``report.md`` and ``report.png`` into ``out_dir``; returns their paths."""
-    from metarobot.rendering.output import atomic_output
+    from metarobot.files import atomic_output
 
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown, png = out_dir / f"{REPORT_NAME}.md", out_dir / f"{REPORT_NAME}.png"

@@ -209,7 +209,7 @@ class FixedTasks:
 
 @dataclass(frozen=True)
 class TaskFamily:
-    """A parameterized family of tasks: its parameter space, split and horizon.
+    """A parameterized family of tasks: its parameter space, split, horizon and policy size.
 
     Attributes:
         name: Family name, e.g. ``"AntGoal"``.
@@ -217,6 +217,8 @@ class TaskFamily:
         split_rule: How parameters are assigned to splits.
         horizon: Default episode length.
         doc: One line on what the task asks of the robot.
+        hidden_sizes: Default hidden layers of a policy for the family (the MAML paper's
+            100x100; 64x64 for its 2D navigation).
         sampler: Optional custom draw of unit coordinates (e.g. uniform in a disk rather than a
             square); receives a generator and returns a point of the unit cube.
     """
@@ -226,6 +228,7 @@ class TaskFamily:
     split_rule: SplitRule | FixedTasks
     horizon: int
     doc: str = ""
+    hidden_sizes: tuple[int, ...] = (100, 100)
     sampler: Callable[[np.random.Generator], np.ndarray] | None = field(default=None, compare=False)
 
     @property

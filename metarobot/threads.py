@@ -22,6 +22,13 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+def set_torch_threads(count: int) -> None:
+    """Give torch ``count`` intra-op threads from now on (a worker process, a CPU run)."""
+    if count < 1:
+        raise ValueError(f"thread count must be >= 1, got {count}")
+    torch.set_num_threads(count)
+
+
 @contextmanager
 def torch_threads(count: int) -> Iterator[None]:
     """Run torch CPU work with ``count`` intra-op threads, restoring the previous count after.
@@ -29,14 +36,12 @@ def torch_threads(count: int) -> Iterator[None]:
     Results are deterministic for a given count: a CPU matrix product splits its sums by
     thread, so another count changes the last bits.
     """
-    if count < 1:
-        raise ValueError(f"thread count must be >= 1, got {count}")
     previous = torch.get_num_threads()
     if count == previous:
         yield
         return
-    torch.set_num_threads(count)
+    set_torch_threads(count)
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        set_torch_threads(previous)

@@ -31,9 +31,9 @@ from pathlib import Path
 
 from reproduce import PAPER_MAML_CHEETAH_VEL, PAPER_PRETRAINED_CHEETAH_VEL
 
-from metarobot.checkpoints import list_checkpoints, load_checkpoint
-from metarobot.config import load_config
 from metarobot.report import AgentRow, comparison_table, load_evaluation, pool, write_report
+from metarobot.run.checkpoints import list_checkpoints, load_checkpoint
+from metarobot.run.config import load_config
 
 AGENTS = ("maml", "reptile", "leo", "ppo-scratch", "ppo-multitask")
 EVAL_SEED = 1000

@@ -37,10 +37,9 @@ import torch
 from bench_sampler import cpu_pressure, machine_info
 from torch.distributions import Normal, kl_divergence
 
-from agents.base import MetaBatch
 from agents.common import learning_episodes, policy_gradient_loss
 from agents.maml import MAML, MAMLConfig
-from metarobot.config import RunConfig
+from metarobot.agent import MetaBatch
 from metarobot.optim import (
     backtracking_line_search,
     conjugate_gradient,
@@ -50,9 +49,11 @@ from metarobot.optim import (
 )
 from metarobot.policies import expand_params
 from metarobot.returns import compute_advantages, task_mean
-from metarobot.runs import RunParts, build, derive_seed
+from metarobot.run.build import RunParts, build
+from metarobot.run.config import RunConfig
+from metarobot.run.training import collect_meta_batch
+from metarobot.seeding import derive_seed
 from metarobot.threads import available_cores, torch_threads
-from metarobot.training import collect_meta_batch
 
 
 def reference_update(agent: MAML, batch: MetaBatch) -> None:

@@ -46,9 +46,10 @@ import torch
 
 import agents
 import envs
-from metarobot.config import RunConfig
 from metarobot.policies import GaussianMLPPolicy, detach_params, expand_params
-from metarobot.runs import sampler_env_fn
+from metarobot.run.build import sampler_env_fn
+from metarobot.run.config import RunConfig
+from metarobot.run.remote import AgentAdaptation
 from metarobot.sampling import (
     LocalSampler,
     ProcessRolloutSampler,
@@ -56,7 +57,6 @@ from metarobot.sampling import (
     RaySampler,
     Sampler,
 )
-from metarobot.training import AgentAdaptation
 
 FAMILY = "HalfCheetahVel"
 # The process backend as make_sampler builds it for a CPU policy, and with the policy kept on

@@ -43,10 +43,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from metarobot.config import RunConfig, load_config
 from metarobot.evaluation import evaluate_adaptation, write_results
-from metarobot.runs import load_run
-from metarobot.training import train
+from metarobot.run.config import RunConfig, load_config
+from metarobot.run.directory import load_run
+from metarobot.run.training import train
 
 RESULTS = Path("benchmarks/results")
 REPORT = Path("benchmarks/paper_results.md")

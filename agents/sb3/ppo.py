@@ -29,13 +29,14 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.base import Agent, MetaBatch, check_config
 from agents.common import check_task_axis
 from agents.sb3.multitask_env import make_multitask_env
 from agents.sb3.transfer import actor_params, load_actor, rollout_buffer, sb3_policy_kwargs
+from metarobot.agent import Agent, MetaBatch, check_config
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params, expand_params
 from metarobot.sampling import EnvFn
+from metarobot.seeding import derive_seed
 from metarobot.tasks import TaskFamily
 
 
@@ -66,7 +67,7 @@ class PPOConfig:
         check_config(self, self.rules())
 
     def rules(self) -> dict[str, tuple[bool, str]]:
-        """Validity of each field, for :func:`agents.base.check_config` (subclasses extend it)."""
+        """Validity of each field, for :func:`metarobot.agent.check_config` (subclasses add)."""
         return {
             "learning_rate": (self.learning_rate > 0, "> 0"),
             "n_epochs": (self.n_epochs >= 1, ">= 1"),
@@ -126,11 +127,6 @@ def isolated_rng(seed: int) -> Iterator[None]:
         finally:
             np.random.set_state(numpy_state)  # noqa: NPY002
             random.setstate(python_state)
-
-
-def _derived_seed(*keys: int) -> int:
-    """A 32-bit seed from integers (run seed, update count), as ``metarobot.runs`` derives them."""
-    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
 def _fingerprint(tensors: Mapping[str, torch.Tensor]) -> bytes:
@@ -202,7 +198,7 @@ class PPOBaseline(Agent[ConfigT]):
         return 0
 
     def use_environments(self, env_fn: EnvFn, family: TaskFamily, seed: int) -> None:
-        """Build the SB3 learner on ``family``'s train tasks (``metarobot.runs.build`` calls it).
+        """Build the SB3 learner on ``family``'s train tasks (``metarobot.run.build`` calls it).
 
         Args:
             env_fn: Factory of one bare env of the family that draws a train task at every
@@ -219,13 +215,13 @@ class PPOBaseline(Agent[ConfigT]):
         if self._learner is None:
             raise RuntimeError(
                 f"{type(self).__name__} has no environments: call use_environments(env_fn, "
-                f"family, seed) first (metarobot.runs.build does)"
+                f"family, seed) first (metarobot.run.build does)"
             )
         return self._learner
 
     @torch.enable_grad()
     def adapt(self, episodes: Episodes, params: Params | None = None) -> Params:
-        """One PPO update per task on its rollouts; see :meth:`agents.base.Agent.adapt`."""
+        """One PPO update per task on its rollouts; see :meth:`metarobot.agent.Agent.adapt`."""
         learner = self.learner
         if params is None:
             params = expand_params(self.policy.meta_parameters(), episodes.num_tasks)
@@ -416,7 +412,7 @@ class PPOMultiTask(PPOBaseline[PPOMultiTaskConfig]):
         metrics: dict[str, float] = {}
         if steps:
             assert self._environments is not None and learner.env is not None
-            seed = _derived_seed(self._environments[2], self.updates)
+            seed = derive_seed(self._environments[2], self.updates)
             self._sync_actor()
             with isolated_rng(seed):
                 learner.env.seed(seed)

@@ -62,7 +62,7 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the table and file paths."""
     from metarobot.evaluation import METAWORLD_PLUS, Protocol, evaluate_protocol, write_results
-    from metarobot.runs import load_run
+    from metarobot.run.directory import load_run
 
     # `metarobot report --evaluate` calls this with its own arguments, which have no --protocol.
     metaworld = getattr(args, "protocol", "maml") == "metaworld"
@@ -126,7 +126,7 @@ def write_markdown(table: str, results: Sequence[Path], path: Path, videos: Path
     copied or published; videos are whatever ``metarobot render`` left in ``videos`` (pictures
     shown inline, MP4s linked).
     """
-    from metarobot.rendering.output import atomic_output
+    from metarobot.files import atomic_output
 
     def link(target: Path) -> str:
         return Path(os.path.relpath(target.resolve(), path.parent.resolve())).as_posix()

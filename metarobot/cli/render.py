@@ -87,7 +87,7 @@ def _render(args: argparse.Namespace) -> int:
     from metarobot.rendering.output import video_format, write_png, write_video
     from metarobot.rendering.rollouts import render_rollouts
     from metarobot.rendering.selection import select_task
-    from metarobot.runs import load_run
+    from metarobot.run.directory import load_run
 
     steps = parse_steps(args.adapt_steps)
     if args.frames is not None and args.frames < 1:

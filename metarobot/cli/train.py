@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from metarobot.config import ADAPT_ON, BACKENDS, DEVICES, RunConfig, load_config, tomllib
+from metarobot.run.config import ADAPT_ON, BACKENDS, DEVICES, RunConfig, load_config, tomllib
 
 INTERRUPTED = 130
 """Exit code after an interrupt (128 + SIGINT, as shells report it)."""
@@ -110,7 +110,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, then print where the results are."""
-    from metarobot.training import train
+    from metarobot.run.training import train
 
     config, agent_values = resolve_configs(args)
     if args.ray_address:

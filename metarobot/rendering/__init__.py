@@ -6,7 +6,7 @@ and films an episode after each requested number of adaptation steps; the return
 as MP4 or GIF and :meth:`AdaptationVideo.contact_sheet` turns into a PNG of key frames::
 
     from metarobot.rendering import render_rollouts, select_task, write_video
-    from metarobot.runs import load_run
+    from metarobot.run.directory import load_run
 
     parts, _ = load_run(Path("runs/nav"))
     task = select_task(parts.family, "test:7", seed=1000)

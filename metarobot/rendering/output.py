@@ -1,39 +1,22 @@
 """Writing frames: MP4 (imageio-ffmpeg), GIF and PNG, always atomically.
 
-Every file is written under a temporary name in the destination folder and renamed over its
-final name only once complete, so an error (a bad argument found late, a full disk, Ctrl-C)
-never leaves a truncated video that looks like a result.
+Every file is written through :func:`metarobot.files.atomic_output`, renamed over its final
+name only once complete, so an error (a bad argument found late, a full disk, Ctrl-C) never
+leaves a truncated video that looks like a result.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from metarobot.files import atomic_output
+
 VIDEO_FORMATS: tuple[str, ...] = ("mp4", "gif")
 """Formats :func:`write_video` writes, named by their file extension."""
-
-
-@contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
-
-    The temporary name keeps the extension (ffmpeg and Pillow choose the container from it) and
-    starts with a dot, so a half-written file is hidden and never mistaken for the result. On an
-    exception it is deleted and the exception propagates.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
-    try:
-        yield tmp
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def video_format(path: Path, fmt: str | None = None) -> str:

@@ -26,7 +26,8 @@ from metarobot.rendering.compose import (
     key_frame_indices,
 )
 from metarobot.rendering.scene import Stage
-from metarobot.runs import RunParts, derive_seed
+from metarobot.run.build import RunParts
+from metarobot.seeding import derive_seed
 from metarobot.tasks import Task
 
 _RENDER_STREAM = 0x7E2D  # derive_seed key of filmed episodes, apart from the sampler's seeds
@@ -181,7 +182,7 @@ def render_rollouts(
     """Adapt the run's agent to ``task`` and film an episode after each of ``adapt_steps``.
 
     Args:
-        parts: A loaded run (:func:`metarobot.runs.load_run`).
+        parts: A loaded run (:func:`metarobot.run.directory.load_run`).
         task: A task of the run's family (``select_task`` resolves ``"test:7"`` and such).
         adapt_steps: Numbers of adaptation steps to film, e.g. ``(0, 1, 3)``.
         seed: Seeds the adaptation rollouts and the filmed episodes.

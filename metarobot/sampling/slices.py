@@ -23,6 +23,7 @@ from metarobot.episodes import Episodes
 from metarobot.policies import Params
 from metarobot.sampling._envs import EnvFn, EnvSpec
 from metarobot.sampling.base import Adapt, BatchedPolicy, LocalSampler, Request, SamplerStats
+from metarobot.threads import set_torch_threads
 
 Arrays = dict[str, np.ndarray]
 """One ``Episodes`` as numpy arrays: its tensor fields by name, infos as ``infos/<key>``."""
@@ -134,7 +135,7 @@ class RolloutWorker:
     """
 
     def __init__(self, env_fn: EnvFn, policy: BatchedPolicy) -> None:
-        torch.set_num_threads(1)  # one CPU per worker (and see base._single_threaded)
+        set_torch_threads(1)  # one CPU per worker (and see base._single_threaded)
         self._sampler = _TallyingSampler(env_fn, policy)
 
     def spec(self) -> EnvSpec:

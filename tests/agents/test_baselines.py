@@ -10,15 +10,16 @@ import torch
 from stable_baselines3.common.env_checker import check_env
 
 import envs
-from agents import AGENTS, MetaBatch, PPOMultiTask, PPOScratch
+from agents import AGENTS, PPOMultiTask, PPOScratch
 from agents.sb3 import make_multitask_env
 from agents.sb3.ppo import isolated_rng
 from agents.sb3.transfer import actor_params, load_actor, rollout_buffer
-from metarobot.checkpoints import load_checkpoint, save_checkpoint
-from metarobot.config import RunConfig
+from metarobot.agent import MetaBatch
 from metarobot.policies import GaussianMLPPolicy, Params, expand_params
-from metarobot.runs import RunParts, build, resolve
-from tests.metarobot.test_training import TINY
+from metarobot.run.build import RunParts, build, resolve
+from metarobot.run.checkpoints import load_checkpoint, save_checkpoint
+from metarobot.run.config import RunConfig
+from tests.metarobot.run.test_training import TINY
 
 HORIZON = TINY.horizon
 

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents import AGENTS, LEO, LEOConfig, MetaBatch, make_agent
+from agents import AGENTS, LEO, LEOConfig, make_agent
 from agents.common import policy_gradient_loss
 from agents.leo import kl_to_standard_normal, orthogonality_penalty
+from metarobot.agent import MetaBatch
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, expand_params
 from metarobot.returns import compute_advantages

@@ -4,7 +4,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from agents import AGENTS, MAML, MAMLConfig, MetaBatch, make_agent
+from agents import AGENTS, MAML, MAMLConfig, make_agent
+from metarobot.agent import MetaBatch
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params, expand_params
 from metarobot.returns import compute_advantages, task_mean

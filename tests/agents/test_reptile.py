@@ -6,14 +6,15 @@ from typing import Any
 import pytest
 import torch
 
-import metarobot.training as training
-from agents import AGENTS, MetaBatch, Reptile, ReptileConfig, make_agent
+import metarobot.run.training as training
+from agents import AGENTS, Reptile, ReptileConfig, make_agent
 from agents.common import clipped_surrogate_loss
+from metarobot.agent import MetaBatch
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params
 from metarobot.returns import compute_advantages
 from tests.agents.test_maml import linear_policy_gradient, sample_episodes, sample_meta_batch
-from tests.metarobot.test_training import TINY
+from tests.metarobot.run.test_training import TINY
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -5,8 +5,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from agents import MetaBatch, make_agent
+from agents import make_agent
 from agents.common import learning_episodes
+from metarobot.agent import MetaBatch
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy
 from tests.agents.test_maml import sample_episodes

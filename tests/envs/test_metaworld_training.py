@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import metarobot.training as training
+import metarobot.run.training as training
 from envs.manipulation.metaworld_multi import ML10
 from metarobot.cli import main
 from metarobot.cli.evaluate import metaworld_setting
@@ -25,12 +25,13 @@ from metarobot.evaluation import (
     evaluate_protocol,
 )
 from metarobot.policies import GaussianMLPPolicy, expand_params
-from metarobot.runs import load_run, sampler_env_fn
+from metarobot.run.build import sampler_env_fn
+from metarobot.run.directory import load_run
 from metarobot.sampling import LocalSampler
 from metarobot.tasks import Task
 from tests.envs.test_metaworld import needs_metaworld
+from tests.metarobot.run.test_training import TINY, final_params
 from tests.metarobot.test_sampling import assert_identical
-from tests.metarobot.test_training import TINY, final_params
 
 # Four tasks of four skills, 20-step episodes.
 TINY_ML10 = replace(

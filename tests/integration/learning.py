@@ -7,10 +7,10 @@ identical initial weights), evaluated on the same test tasks with the same seeds
 from pathlib import Path
 from typing import Any
 
-import metarobot.training as training
-from metarobot.config import RunConfig
+import metarobot.run.training as training
 from metarobot.evaluation import evaluate_adaptation
-from metarobot.runs import load_run
+from metarobot.run.config import RunConfig
+from metarobot.run.directory import load_run
 
 
 def adaptation(run_dir: Path, checkpoint: int | None, steps: int) -> list[dict[str, float]]:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import metarobot.training as training
-from metarobot.config import RunConfig
+import metarobot.run.training as training
 from metarobot.evaluation import evaluate_adaptation
-from metarobot.runs import load_run
+from metarobot.run.config import RunConfig
+from metarobot.run.directory import load_run
 
 STEPS = 3
 

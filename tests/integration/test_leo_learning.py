@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from metarobot.config import RunConfig
+from metarobot.run.config import RunConfig
 from tests.integration.learning import assert_meta_training_helps
 
 CONFIG = RunConfig(

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import envs
-import metarobot.training as training
+import metarobot.run.training as training
 from metarobot.cli import main
 from metarobot.rendering.compose import GridLayout
+from tests.metarobot.run.test_training import TINY
 from tests.metarobot.test_rendering import centroid, project, red_mask
-from tests.metarobot.test_training import TINY
 
 WIDTH, HEIGHT = 96, 72
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-import metarobot.training as training
+import metarobot.run.training as training
 from metarobot.cli import main
-from tests.metarobot.test_training import TINY
+from tests.metarobot.run.test_training import TINY
 
 EVALUATION = ["--tasks", "3", "--adapt-steps", "1", "--rollouts", "2"]
 

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-import metarobot.training as training
+import metarobot.run.training as training
 from metarobot.evaluation import evaluate_adaptation, mean_ci, write_results
-from metarobot.runs import load_run
-from tests.metarobot.test_training import TINY
+from metarobot.run.directory import load_run
+from tests.metarobot.run.test_training import TINY
 
 
 def test_mean_ci_matches_normal_approximation():

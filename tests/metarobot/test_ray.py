@@ -18,10 +18,10 @@ import pytest
 import ray
 import torch
 
-import metarobot.training as training
-from metarobot.config import RunConfig
+import metarobot.run.training as training
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params
+from metarobot.run.config import RunConfig
 from metarobot.sampling import (
     LocalSampler,
     NonFiniteParametersError,
@@ -30,6 +30,7 @@ from metarobot.sampling import (
     make_sampler,
 )
 from metarobot.sampling.ray_backend import RaySamplerWarning
+from tests.metarobot.run.test_training import TINY, final_params
 from tests.metarobot.test_sampling import (
     AGREEMENT_CASES,
     TASKS,
@@ -39,7 +40,6 @@ from tests.metarobot.test_sampling import (
     task_params,
     tiny_task,
 )
-from tests.metarobot.test_training import TINY, final_params
 
 pytestmark = pytest.mark.ray
 

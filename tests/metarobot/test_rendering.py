@@ -12,7 +12,7 @@ import pytest
 
 import envs
 import metarobot.rendering.headless as headless
-import metarobot.training as training
+import metarobot.run.training as training
 from metarobot.rendering.compose import (
     BACKGROUND,
     GridLayout,
@@ -25,8 +25,8 @@ from metarobot.rendering.output import write_png, write_video
 from metarobot.rendering.rollouts import render_rollouts
 from metarobot.rendering.scene import Stage
 from metarobot.rendering.selection import select_task
-from metarobot.runs import load_run
-from tests.metarobot.test_training import TINY
+from metarobot.run.directory import load_run
+from tests.metarobot.run.test_training import TINY
 
 NAV = envs.get_family("PointNav2D")
 

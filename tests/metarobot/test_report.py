@@ -8,9 +8,9 @@ import pytest
 
 import envs
 from agents import AGENTS
-from metarobot.config import RunConfig, save_config
 from metarobot.evaluation import Z_95, AdaptationResult, write_results
 from metarobot.report import check_comparable, load_evaluation, pool, write_report
+from metarobot.run.config import RunConfig, save_config
 
 FAMILY = envs.get_family("PointNav2D")
 CONFIG = RunConfig(family="PointNav2D", horizon=100, hidden_sizes=(8,), device="cpu")

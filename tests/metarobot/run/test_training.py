@@ -6,10 +6,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-import metarobot.training as training
+import metarobot.run.training as training
 from agents import MAML
-from metarobot.config import RunConfig, load_config
-from metarobot.runs import load_run, resolve
+from metarobot.run.build import resolve
+from metarobot.run.config import RunConfig, load_config
+from metarobot.run.directory import load_run
 
 TINY = RunConfig(
     family="PointNav2D",

@@ -1,16 +1,13 @@
-"""Atomic checkpoints: a run killed at any moment leaves only whole files behind.
+"""Checkpoint files: ``checkpoints/iter_<iteration>.pt``, written whole or not at all.
 
-Every file of a run directory that is rewritten (checkpoints, ``metrics.csv``, ``config.toml``)
-goes through :func:`atomic_write`: the bytes go to a temporary file next to the target, are
-flushed to disk, and the file is renamed over its final name (atomic on POSIX), so readers see
-either the previous version or the new one, even after a kill or a power cut. A kill can leave
-a ``*.tmp`` file behind; it is never read, and a resumed run removes it.
+A checkpoint is a plain dict of tensors and values (``torch.load(weights_only=True)`` reads it)
+written through :func:`metarobot.files.atomic_write`, so a run killed at any moment leaves only
+whole checkpoints behind.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,37 +15,10 @@ from typing import Any
 
 import torch
 
+from metarobot.files import atomic_write
+
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^iter_(\d{6})\.pt$")
-TMP_SUFFIX = ".tmp"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` by ``data`` all at once: temp file, fsync, rename, fsync the directory.
-
-    The directory's fsync makes the rename itself durable, so that after a power cut the file
-    is the new version or the old one, never missing.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def remove_temporary_files(directory: Path) -> list[Path]:
-    """Delete the ``*.tmp`` leftovers of writes a kill interrupted; returns what was deleted."""
-    leftovers = sorted(directory.glob(f"*{TMP_SUFFIX}")) if directory.is_dir() else []
-    for path in leftovers:
-        path.unlink()
-    return leftovers
 
 
 def checkpoint_path(directory: Path, iteration: int) -> Path:
@@ -69,7 +39,7 @@ def list_checkpoints(directory: Path) -> dict[int, Path]:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically (see :func:`atomic_write`)."""
+    """Write ``state`` atomically (see :func:`metarobot.files.atomic_write`)."""
     buffer = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **state}, buffer)
     atomic_write(path, buffer.getvalue())

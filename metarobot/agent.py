@@ -1,6 +1,7 @@
 """The agent protocol every meta-learner implements, and the batch its outer loop learns from.
 
-The training loop, evaluation and the CLI only ever talk to this interface:
+It lives in the core so that the sampler and evaluation need no agent package. The training
+loop, evaluation and the CLI only ever talk to this interface:
 
 1. sample train episodes with the meta-parameters, ``params = agent.adapt(episodes)``;
 2. repeat with the adapted parameters, ``params = agent.adapt(episodes, params)``, for

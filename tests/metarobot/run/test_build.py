@@ -1,7 +1,7 @@
 """The run layer takes a config as a user writes it, family defaults and ``auto`` unresolved."""
 
-from metarobot.config import RunConfig
-from metarobot.runs import build, resolve
+from metarobot.run.build import build, resolve
+from metarobot.run.config import RunConfig
 
 
 def test_build_resolves_the_config_it_is_given():

@@ -24,14 +24,14 @@ from typing import Any
 import pytest
 import torch
 
-import metarobot.training as training
+import metarobot.run.training as training
 from agents.maml import MAML
-from metarobot.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
 from metarobot.cli import main
+from metarobot.run.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
 from metarobot.sampling import NonFiniteParametersError
-from tests.metarobot.test_training import TINY, final_params
+from tests.metarobot.run.test_training import TINY, final_params
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RUN = replace(TINY, iterations=12)
 FLAGS = [
     "--family", "PointNav2D", "--iterations", "12", "--meta-batch-size", "3",
@@ -110,7 +110,7 @@ def test_killed_and_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr.decode()
     assert assert_whole(run_dir) == 12 and len(metrics_rows(run_dir)) == 12
-    assert not list(run_dir.rglob("*.tmp"))
+    assert not list(run_dir.rglob("*.tmp*"))
     state = load_checkpoint(run_dir / "checkpoints" / "iter_000012.pt")["agent"]["policy"]
     for name, value in final_params(reference).items():
         torch.testing.assert_close(state[name], value, rtol=0, atol=0)
@@ -246,13 +246,13 @@ def test_a_run_killed_before_its_first_checkpoint_resumes(tmp_path: Path) -> Non
     training.train(replace(TINY, iterations=2), run_dir, progress=False).close()
     shutil.rmtree(run_dir / "checkpoints")
     (run_dir / "metrics.csv").unlink()
-    (run_dir / "metrics.csv.tmp").write_text("iteration,half a ro")
+    (run_dir / "metrics.csv.tmp.csv").write_text("iteration,half a ro")
     parts = training.train(replace(TINY, iterations=2), run_dir, resume=True, progress=False)
     parts.close()
     reference = training.train(replace(TINY, iterations=2), tmp_path / "ref", progress=False)
     reference.close()
     assert sorted(list_checkpoints(run_dir / "checkpoints")) == [0, 2]
-    assert not (run_dir / "metrics.csv.tmp").exists()
+    assert not (run_dir / "metrics.csv.tmp.csv").exists()
     for name, value in final_params(reference).items():
         torch.testing.assert_close(final_params(parts)[name], value, rtol=0, atol=0)
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import tomli_w
 
-from metarobot.checkpoints import atomic_write
+from metarobot.files import atomic_write
+from metarobot.tasks import TaskFamily
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,7 +54,7 @@ class RunConfig:
         meta_batch_size: Train tasks sampled per iteration (MAML: 40; 20 for 2D navigation).
         episodes_per_task: Episodes per task for each inner step and for validation (MAML: 20).
         horizon: Episode length; 0 means the family's default.
-        hidden_sizes: Policy hidden layers; empty means 64x64 for PointNav2D, 100x100 otherwise.
+        hidden_sizes: Policy hidden layers; empty means the family's (``TaskFamily.hidden_sizes``).
         seed: Drives task sampling, environment resets, action noise and initial weights.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         backend: Sampler backend: ``local`` (in-process), ``process`` (worker processes) or
@@ -125,16 +126,16 @@ class RunConfig:
             raise ValueError(f"unknown run config fields {unknown}; valid: {valid}")
         return cls(**values)
 
-    def resolved(self, default_horizon: int) -> RunConfig:
-        """Replace "family default" placeholders and ``auto`` by concrete values."""
+    def resolved(self, family: TaskFamily) -> RunConfig:
+        """Replace "family default" placeholders (from ``family``) and ``auto`` by values."""
         import torch
 
-        hidden = self.hidden_sizes or ((64, 64) if self.family == "PointNav2D" else (100, 100))
+        hidden = self.hidden_sizes or family.hidden_sizes
         device = self.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         return replace(
-            self, horizon=self.horizon or default_horizon, hidden_sizes=hidden, device=device
+            self, horizon=self.horizon or family.horizon, hidden_sizes=hidden, device=device
         )
 
 
