@@ -7,12 +7,14 @@ terms, termination) and replace its forward reward with a task term.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
 from envs.base import MetaEnv, StepResult
+from envs.scene import Marker, SceneSpec, View, arrow_marker, task_goal_markers
 from metarobot.tasks import ParamSpec, SplitRule, Task, TaskFamily
 
 GOAL_RADIUS = 3.0
@@ -46,6 +48,22 @@ ANT_GOAL = TaskFamily(
     doc="walk to an unobserved goal; reward = -distance + healthy - ctrl - contact",
     sampler=_uniform_in_disk,
 )
+
+
+def _heading(angle: float) -> np.ndarray:
+    return np.array([math.cos(angle), math.sin(angle)])
+
+
+def _ant_dir_markers(task: Task, torso: np.ndarray) -> list[Marker]:
+    origin = np.array([torso[0], torso[1], torso[2] + 0.5])
+    return [arrow_marker(origin, _heading(task.scalar("direction")), 1.2)]
+
+
+def _ant_dir_caption(task: Task, info: Mapping[str, Any]) -> str:
+    caption = f"run toward {math.degrees(task.scalar('direction')):.0f} deg"
+    if "reward_forward" in info:
+        caption += f", speed along it {info['reward_forward']:+.2f} m/s"
+    return caption
 
 
 class _AntTask(MetaEnv, AntEnv):
@@ -101,6 +119,13 @@ class _AntTask(MetaEnv, AntEnv):
 class AntDirEnv(_AntTask):
     """Ant rewarded for its velocity along ``task["direction"]`` (Rakelly et al. 2019)."""
 
+    scene = SceneSpec(
+        View(distance=6.0, elevation=-45.0, lookat_height=0.0),
+        _ant_dir_markers,
+        _ant_dir_caption,
+        trail_radius=0.03,
+    )
+
     family = ANT_DIR
     _cos, _sin = 1.0, 0.0
 
@@ -122,6 +147,12 @@ class AntGoalEnv(_AntTask):
         success_radius: Distance of the torso to the goal counted as success (m).
         **kwargs: As for :class:`AntDirEnv`.
     """
+
+    scene = SceneSpec(
+        View(distance=9.0, elevation=-50.0, lookat_height=0.0, frame_goal=True),
+        task_goal_markers,
+        trail_radius=0.03,
+    )
 
     family = ANT_GOAL
     _goal = (0.0, 0.0)

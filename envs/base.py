@@ -22,6 +22,7 @@ import numpy as np
 from gymnasium.envs.mujoco import MujocoEnv
 from gymnasium.spaces import Box
 
+from envs.scene import SceneSpec
 from metarobot.tasks import SPLITS, Split, Task, TaskFamily
 
 StepResult = tuple[np.ndarray, float, bool, bool, dict[str, Any]]
@@ -107,6 +108,8 @@ class MetaEnv(MujocoEnv):
     can_share_model: ClassVar[bool] = False
     """Whether envs of this family may share one ``MjModel``: true where tasks change only the
     reward or the initial state, never the model (tests/envs check it for every family)."""
+    scene: ClassVar[SceneSpec | None] = None
+    """How videos film the family (camera, markers, caption); ``None``: a generic scene."""
 
     def __init__(
         self,

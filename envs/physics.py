@@ -9,9 +9,9 @@ lets a GPU backend apply these tasks to many worlds later.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -19,9 +19,21 @@ from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 
 from envs.base import MetaEnv, StepResult
+from envs.scene import SceneSpec, View
 from metarobot.tasks import ParamSpec, SplitRule, Task, TaskFamily
 
 LOW, HIGH = 1.5**-3, 1.5**3
+
+
+_WALKER_VIEW = View(distance=3.2, elevation=-10.0, lookat_height=0.8)
+
+
+def _dynamics_caption(task: Task, info: Mapping[str, Any]) -> str:
+    which = f"task {task.index}" if task.index >= 0 else "custom task"
+    caption = f"varied dynamics ({task.split} {which})"
+    if "x_velocity" in info:
+        caption += f", v {info['x_velocity']:+.2f} m/s"
+    return caption
 
 
 @dataclass(frozen=True)
@@ -145,12 +157,16 @@ class _PhysicsTask(MetaEnv):
 class HopperParamsEnv(_PhysicsTask, HopperEnv):
     """Hopper-v5 under task-specific dynamics (Rothfuss et al. 2019; Rakelly et al. 2019)."""
 
+    scene = SceneSpec(_WALKER_VIEW, caption=_dynamics_caption)
+
     family = HOPPER_PARAMS
     fields = HOPPER_FIELDS
 
 
 class Walker2dParamsEnv(_PhysicsTask, Walker2dEnv):
     """Walker2d-v5 under task-specific dynamics (Rothfuss et al. 2019; Rakelly et al. 2019)."""
+
+    scene = SceneSpec(_WALKER_VIEW, caption=_dynamics_caption)
 
     family = WALKER2D_PARAMS
     fields = WALKER2D_FIELDS

@@ -14,6 +14,7 @@ from gymnasium.envs.mujoco import MujocoEnv
 from gymnasium.spaces import Box
 
 from envs.base import MetaEnv, StepResult
+from envs.scene import SceneSpec, View
 from metarobot.tasks import ParamSpec, SplitRule, Task, TaskFamily
 
 ASSETS = Path(__file__).parent / "assets"
@@ -80,6 +81,8 @@ class PointNav2DEnv(MetaEnv, PointMass):
         **kwargs: :class:`~envs.base.MetaEnv`'s (``task``, ``horizon``, ``task_split``,
             ``resample_tasks``) and :class:`PointMass`'s (``render_mode``, ``width``, ...).
     """
+
+    scene = SceneSpec(View(camera="top", shadows=False), trail_radius=0.008)
 
     family = POINT_NAV_2D
 
