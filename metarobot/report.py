@@ -29,7 +29,15 @@ from metarobot.tasks import Task
 
 EVAL_FILE = re.compile(r"(?P<split>train|test)_iter(?P<iteration>\d+)\.json")
 """Names of the JSON files ``metarobot evaluate`` writes into a run's ``eval/`` folder."""
-EXECUTION_FIELDS = ("seed", "device", "backend", "workers", "checkpoint_every", "keep_checkpoints")
+EXECUTION_FIELDS = (
+    "seed",
+    "device",
+    "backend",
+    "workers",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "update_threads",
+)
 """Run config fields that do not change what an agent is: runs differing only here pool."""
 MEDIA_SUFFIXES = (".mp4", ".gif", ".png")
 """Files of a run's ``videos/`` folder (what ``metarobot render`` writes) that the report links."""
@@ -69,6 +77,7 @@ class RunEvaluation:
             "adaptation steps": self.result.returns.shape[0] - 1,
             "rollouts per step": self.result.rollouts,
             "horizon": self.config.horizon,
+            "versions": self.result.versions,
         }
 
     @property
@@ -148,6 +157,7 @@ def load_evaluation(path: Path, split: str = "test") -> RunEvaluation:
         success=np.asarray(data["success"], dtype=np.float64),
         rollouts=int(data["rollouts"]),
         label=str(data["label"]),
+        versions=dict(data.get("versions", {})),
     )
     return RunEvaluation(run_dir, json_path, int(match["iteration"]), config, agent_config, result)
 

@@ -14,6 +14,7 @@ import pytest
 import envs
 from envs.manipulation.metaworld_tasks import SKILLS
 from tests.envs.test_metaworld import needs_metaworld
+from tests.envs.test_metaworld_ml1 import check_family
 
 pytestmark = needs_metaworld
 
@@ -51,6 +52,13 @@ def test_task_sets_and_skills_are_metaworlds_own(name):
         [family.vector_of(t) for t in selected[:40]],
         [pickle.loads(t.data)["rand_vec"] for t in first_40],
     )
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_ml45_passes_the_checkers_and_is_deterministic():
+    """ML10 runs the contract tests of tests/envs, standing in for ML45 there."""
+    check_family("MetaWorldML45")
 
 
 def test_draws_spread_evenly_over_skills_and_extend():

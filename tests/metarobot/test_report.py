@@ -10,7 +10,7 @@ import envs
 from agents import AGENTS
 from metarobot.evaluation import Z_95, AdaptationResult, write_results
 from metarobot.report import check_comparable, load_evaluation, pool, write_report
-from metarobot.run.config import RunConfig, save_config
+from metarobot.run.config import RunConfig, load_config, save_config
 
 FAMILY = envs.get_family("PointNav2D")
 CONFIG = RunConfig(family="PointNav2D", horizon=100, hidden_sizes=(8,), device="cpu")
@@ -28,6 +28,7 @@ def fake_run(
     rollouts: int = 5,
     horizon: int = 100,
     iteration: int = 10,
+    versions: dict | None = None,
 ) -> Path:
     """A run directory with a config and an evaluation of made-up returns (no training)."""
     run_dir = root / name
@@ -45,6 +46,7 @@ def fake_run(
         success=(returns > -45).astype(float),
         rollouts=rollouts,
         label=f"{agent} @ iteration {iteration}",
+        versions=versions or {"mujoco": "4.0.0"},
     )
     write_results(result, run_dir / "eval", f"test_iter{iteration:06d}")
     return run_dir
@@ -80,6 +82,17 @@ def test_latest_evaluation_of_the_split_is_read(tmp_path: Path) -> None:
         load_evaluation(run, split="nothing")
 
 
+def test_runs_differing_only_in_execution_pool(tmp_path: Path) -> None:
+    runs = [fake_run(tmp_path, "a"), fake_run(tmp_path, "b", seed=1)]
+    config, agent_table = load_config(runs[1] / "config.toml")
+    save_config(
+        runs[1] / "config.toml",
+        replace(config, update_threads=1, workers=2),
+        AGENTS["maml"].config_class(**agent_table),
+    )
+    assert [len(row.runs) for row in pool([load_evaluation(run) for run in runs])] == [2]
+
+
 def test_variants_of_one_agent_get_rows_labelled_by_their_differences(tmp_path: Path) -> None:
     runs = [
         fake_run(tmp_path, "a", agent_config={"inner_lr": 0.1, "first_order": False}),
@@ -101,6 +114,7 @@ def test_variants_of_one_agent_get_rows_labelled_by_their_differences(tmp_path: 
         ({"rollouts": 10}, "rollouts per step"),
         ({"steps": 3}, "adaptation steps"),
         ({"horizon": 50}, "horizon"),
+        ({"versions": {"mujoco": "3.3.0"}}, "versions"),
     ],
 )
 def test_different_task_sets_or_budgets_are_refused(tmp_path: Path, change, named) -> None:
