@@ -143,23 +143,27 @@ def command(family: str, agent: str, seed: int) -> str:
     )
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 @contextmanager
-def interrupt_after(minutes: float | None) -> Iterator[None]:
-    """Raise ``KeyboardInterrupt`` after ``minutes``: training checkpoints, then stops."""
-    if minutes is None:
-        yield
-        return
+def stoppable(minutes: float | None) -> Iterator[None]:
+    """Turn Ctrl-C, ``kill`` and, after ``minutes``, a timer into ``KeyboardInterrupt``.
 
-    def expire(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"--minutes {minutes} elapsed")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, minutes * 60)
+    Training answers it by checkpointing its last complete iteration and stopping. SIGINT is
+    set explicitly because a shell starts background jobs with it ignored.
+    """
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+    previous = {number: signal.signal(number, _interrupt) for number in signals}
+    if minutes is not None:
+        signal.setitimer(signal.ITIMER_REAL, minutes * 60)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def meta_train(
@@ -190,7 +194,7 @@ def meta_train(
     )
     resume = (out / "config.toml").exists()
     try:
-        with interrupt_after(minutes):
+        with stoppable(minutes):
             train(config, out, setting.agent if not resume else None, resume=resume).close()
     except KeyboardInterrupt as stop:
         print(f"training stopped ({stop}); evaluating the last checkpoint", file=sys.stderr)
