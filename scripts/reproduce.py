@@ -237,8 +237,8 @@ def plot_learning_curve(out: Path, setting: Setting) -> None:
     for step in (steps[0], steps[-1]):
         label = "before adaptation" if step == 0 else f"after {step} step(s)"
         axes.plot(iterations, [row[f"adapt/step_{step}/return"] for row in rows], label=label)
-    for label, values in setting.paper.items():
-        axes.axhline(values[1], ls="--", lw=1, color="gray", label=f"{label}, 1 step (test tasks)")
+    for (label, values), style in zip(setting.paper.items(), ("--", ":"), strict=False):
+        axes.axhline(values[1], ls=style, lw=1, color="gray", label=f"{label}, 1 step (test)")
     axes.set(xlabel="meta-training iteration", ylabel="mean return (train tasks)")
     axes.set_title(out.name, fontsize=10)
     axes.grid(alpha=0.3)
