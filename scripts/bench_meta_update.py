@@ -252,8 +252,9 @@ def write_report(
         f"{len(sampling)} batches, every row on the same batches from the same parameters, "
         "interleaved. *vs reference*: time over the "
         "reference's in the same run. *step distance*: `|step - reference step| / "
-        "|reference step|` of the meta-parameters (0 = the same update; float rounding and "
-        "conjugate gradient amplify last-bit differences into about 1e-4).",
+        "|reference step|` of the meta-parameters (about 1e-6 for the exact rows: float "
+        "rounding only). Whether the default still reproduces the paper is measured by "
+        "training with it: [paper_results.md](paper_results.md).",
         "",
         "| meta-update | seconds (median) | vs reference | step distance | step cosine |",
         "|---|---:|---:|---:|---:|",
