@@ -43,9 +43,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from metarobot.evaluation import evaluate_adaptation, write_results
+from metarobot.cli import main as cli_main
+from metarobot.run.checkpoints import list_checkpoints
 from metarobot.run.config import RunConfig, load_config
-from metarobot.run.directory import load_run
 from metarobot.run.training import train
 
 RESULTS = Path("benchmarks/results")
@@ -202,24 +202,19 @@ def meta_train(
 
 
 def evaluate(out: Path, checkpoint: int | None, name: str) -> dict[str, Any]:
-    """``metarobot evaluate``'s evaluation of a checkpoint, also saved as ``out / name``."""
-    parts, iteration = load_run(out, checkpoint=checkpoint)
-    try:
-        tasks = parts.family.sample_tasks(EVAL_TASKS, "test", seed=EVAL_SEED)
-        result = evaluate_adaptation(
-            parts.agent,
-            parts.sampler,
-            tasks,
-            EVAL_STEPS,
-            EVAL_ROLLOUTS,
-            seed=EVAL_SEED,
-            label=f"{parts.config.agent} @ iteration {iteration}",
-        )
-    finally:
-        parts.close()
-    stem = f"test_iter{iteration:06d}"
-    write_results(result, out / "eval", stem)
-    shutil.copyfile(out / "eval" / f"{stem}.json", out / name)
+    """Run ``metarobot evaluate`` on a checkpoint (the latest if None); save its JSON as ``name``.
+
+    Going through the command itself makes every committed ``test.json`` exactly what a user's
+    ``metarobot evaluate`` writes.
+    """
+    if checkpoint is None:
+        checkpoint = max(list_checkpoints(out / "checkpoints"), default=0)
+    flags = {"--tasks": EVAL_TASKS, "--adapt-steps": EVAL_STEPS, "--rollouts": EVAL_ROLLOUTS}
+    flags |= {"--seed": EVAL_SEED, "--checkpoint": checkpoint}
+    argv = ["evaluate", str(out), *(str(x) for item in flags.items() for x in item)]
+    if cli_main(argv) != 0:
+        raise RuntimeError(f"metarobot {shlex.join(argv)} failed")
+    shutil.copyfile(out / "eval" / f"test_iter{checkpoint:06d}.json", out / name)
     return dict(json.loads((out / name).read_text()))
 
 
