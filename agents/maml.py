@@ -221,7 +221,7 @@ class MAML(Agent[MAMLConfig]):
             ``losses/line_search_accepted``.
         """
         rollouts = self._prepare(batch)
-        meta = {name: p.detach() for name, p in self.policy.meta_parameters().items()}
+        meta = detach_params(self.policy.meta_parameters())
         chunks = rollouts.chunks(self._chunk_size(rollouts.num_tasks))
         loss, grad, old_policies = self._surrogate_gradient(chunks, meta, rollouts.num_tasks)
         fisher = self._fisher_product(rollouts, meta)
@@ -270,7 +270,7 @@ class MAML(Agent[MAMLConfig]):
         meta-gradients and to check them against finite differences.
         """
         rollouts = self._prepare(batch)
-        meta = {name: p.detach() for name, p in self.policy.meta_parameters().items()}
+        meta = detach_params(self.policy.meta_parameters())
         chunks = rollouts.chunks(self._chunk_size(rollouts.num_tasks))
         _, grad, _ = self._surrogate_gradient(chunks, meta, rollouts.num_tasks)
         return unflatten_params(grad, meta)
@@ -282,7 +282,7 @@ class MAML(Agent[MAMLConfig]):
         Exposed to check the chunked Fisher-vector product against double backpropagation.
         """
         rollouts = self._prepare(batch)
-        meta = {name: p.detach() for name, p in self.policy.meta_parameters().items()}
+        meta = detach_params(self.policy.meta_parameters())
         product = self._fisher_product(rollouts, meta)(flatten_params(vector))
         return unflatten_params(product, meta)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from metarobot.agent import Agent
-from metarobot.policies import Params, expand_params
+from metarobot.policies import Params, detach_params, expand_params
 from metarobot.sampling import Sampler
 from metarobot.seeding import derive_seed
 from metarobot.tasks import Task
@@ -271,7 +271,7 @@ def evaluate_protocol(
             f"need tasks, and one group per task if any; got {len(tasks)} tasks and "
             f"{len(groups)} groups"
         )
-    meta = {k: v.detach() for k, v in agent.policy.meta_parameters().items()}
+    meta = detach_params(agent.policy.meta_parameters())
     steps, batch = protocol.adapt_steps, protocol.batch_size or len(tasks)
     final = protocol.final_rollouts or protocol.rollouts
     returns = np.empty((steps + 1, len(tasks)))

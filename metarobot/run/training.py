@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from metarobot.agent import MetaBatch
-from metarobot.policies import expand_params
+from metarobot.policies import detach_params, expand_params
 from metarobot.run.build import RunParts
 from metarobot.run.config import RunConfig
 from metarobot.run.directory import MetricsLog, open_run, write_checkpoint
@@ -58,9 +58,7 @@ def collect_meta_batch(parts: RunParts, tasks: list[Task], seed: int) -> MetaBat
         NonFiniteParametersError: An inner step produced NaN or infinite parameters.
     """
     agent, config = parts.agent, parts.config
-    params = expand_params(
-        {k: v.detach() for k, v in agent.policy.meta_parameters().items()}, len(tasks)
-    )
+    params = expand_params(detach_params(agent.policy.meta_parameters()), len(tasks))
     seeds = [derive_seed(seed, step) for step in range(agent.num_inner_steps + 1)]
     rounds = parts.sampler.sample_adaptation(
         tasks,
