@@ -102,9 +102,13 @@ SETTINGS: dict[tuple[str, str], Setting] = {
         MAML_LOCOMOTION,
         note="Finn et al. 2017's forward/backward half-cheetah, its setting and budget.",
     ),
-    ("AntDir", "maml"): Setting(
+    ("AntVel", "maml"): Setting(
         MAML_LOCOMOTION,
-        note="Finn et al. 2017's forward/backward ant, its setting; the budget fits a CPU.",
+        note="Finn et al. 2017's ant goal velocity (Sec. 5.3), its setting and budget.",
+    ),
+    ("AntFwdBack", "maml"): Setting(
+        MAML_LOCOMOTION,
+        note="Finn et al. 2017's ant forward/backward (Sec. 5.3), its setting and budget.",
     ),
     ("HalfCheetahVel", "reptile"): Setting(
         MAML_LOCOMOTION,
