@@ -90,8 +90,8 @@ def _x_arrow(length: float, torso: np.ndarray) -> list[Marker]:
 
 
 def _ant_vel_markers(task: Task, torso: np.ndarray) -> list[Marker]:
-    # Arrow length is the distance covered in half a second at the target velocity.
-    return _x_arrow(0.5 * task.scalar("velocity"), torso)
+    # Arrow length is the distance covered in one second at the target velocity.
+    return _x_arrow(task.scalar("velocity"), torso)
 
 
 def _ant_vel_caption(task: Task, info: Mapping[str, Any]) -> str:
@@ -171,7 +171,7 @@ class _MAMLAntTask(_AntTask):
         **kwargs: As for :class:`AntDirEnv`.
     """
 
-    _SIDE_VIEW = View(distance=6.0, elevation=-25.0, lookat_height=0.0)
+    _SIDE_VIEW = View(distance=5.0, elevation=-20.0, lookat_height=0.0)
 
     def __init__(
         self, *, healthy_reward: float = 0.05, ctrl_cost_weight: float = 0.005, **kwargs: Any
