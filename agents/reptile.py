@@ -22,10 +22,10 @@ from agents.common import (
     learning_episodes,
     policy_gradient_loss,
 )
-from metarobot.agent import Agent, MetaBatch, check_config
+from metarobot.agent import Adaptation, Agent, MetaBatch, check_config
 from metarobot.episodes import Episodes
 from metarobot.optim import flatten_params
-from metarobot.policies import GaussianMLPPolicy, Params, detach_params
+from metarobot.policies import GaussianMLPPolicy, detach_params
 from metarobot.returns import compute_advantages
 
 INNER_LOSSES = ("vpg", "ppo")
@@ -115,10 +115,9 @@ class Reptile(Agent[ReptileConfig]):
       so it equals what the training loop sampled with, and ``meta_update`` stays a function of
       its ``MetaBatch`` alone; it costs ``k * inner_epochs`` backward passes, small next to
       sampling ``k`` rounds of rollouts.
-    * The protocol passes only parameters between :meth:`adapt` calls (they are what the
-      sampler, evaluation and rendering consume), so the inner optimizer's state lives for one
-      round: Adam's moments span the ``inner_epochs`` steps on one batch. With one epoch, Adam's
-      first step is ``inner_lr * sign(grad)`` per coordinate, a scale-free step.
+    * The inner optimizer's state lives for one round: Adam's moments span the
+      ``inner_epochs`` steps on one batch. With one epoch, Adam's first step is
+      ``inner_lr * sign(grad)`` per coordinate, a scale-free step.
     * The validation episodes (sampled with ``phi_i``) are not used for learning, only for the
       post-adaptation metrics the training loop logs: using them as a ``k + 1``-th step would
       meta-train a longer inner loop than the ``k`` steps used at test time.
@@ -149,13 +148,16 @@ class Reptile(Agent[ReptileConfig]):
         return config.epsilon_start + (config.epsilon_end - config.epsilon_start) * progress
 
     @torch.enable_grad()
-    def adapt(self, episodes: Episodes, params: Params | None = None) -> Params:
+    def adapt(
+        self, episodes: Episodes, previous: Adaptation[None] | None = None
+    ) -> Adaptation[None]:
         """One inner round per task; see :meth:`metarobot.agent.Agent.adapt`.
 
-        Runs ``inner_epochs`` optimizer steps on ``episodes`` from ``params`` (the
+        Runs ``inner_epochs`` optimizer steps on ``episodes`` from ``previous.params`` (the
         meta-parameters when ``None``), with autograd enabled even under ``torch.no_grad``.
         """
         episodes = learning_episodes(episodes, self.device)
+        params = None if previous is None else previous.params
         current = inner_start(self.policy, params, episodes.num_tasks, copy=True)
         advantages = compute_advantages(episodes, self.config.gamma, self.config.gae_lambda)
         optimizer = self._inner_optimizer(list(current.values()))
@@ -164,7 +166,7 @@ class Reptile(Agent[ReptileConfig]):
             optimizer.zero_grad()
             self._inner_loss(distribution, episodes, advantages).sum().backward()
             optimizer.step()
-        return detach_params(current)
+        return Adaptation(detach_params(current), None)
 
     def meta_update(self, batch: MetaBatch) -> dict[str, float]:
         """The Reptile interpolation; see :meth:`metarobot.agent.Agent.meta_update`.
@@ -175,14 +177,15 @@ class Reptile(Agent[ReptileConfig]):
             included).
         """
         check_meta_batch(batch, self.num_inner_steps)
-        adapted: Params | None = None
+        adapted: Adaptation[None] | None = None
         for episodes in batch.train:
             adapted = self.adapt(episodes, adapted)
         assert adapted is not None  # num_inner_steps >= 1
         epsilon = self.epsilon
         meta = self.policy.meta_parameters()
+        phi = adapted.params
         with torch.no_grad():
-            displacement = {name: adapted[name].mean(dim=0) - p for name, p in meta.items()}
+            displacement = {name: phi[name].mean(dim=0) - p for name, p in meta.items()}
             for name, p in meta.items():
                 p.add_(displacement[name], alpha=epsilon)
         self.updates += 1

@@ -3,18 +3,22 @@
 It lives in the core so that the sampler and evaluation need no agent package. The training
 loop, evaluation and the CLI only ever talk to this interface:
 
-1. sample train episodes with the meta-parameters, ``params = agent.adapt(episodes)``;
-2. repeat with the adapted parameters, ``params = agent.adapt(episodes, params)``, for
-   ``agent.num_inner_steps`` steps in all;
-3. sample validation episodes with the final ``params``;
+1. sample train episodes with the meta-parameters, ``adaptation = agent.adapt(episodes)``;
+2. sample with ``adaptation.params`` and adapt again, passing the last step's result back,
+   ``adaptation = agent.adapt(episodes, adaptation)``, for ``agent.num_inner_steps`` steps in all;
+3. sample validation episodes with the final ``adaptation.params``;
 4. ``metrics = agent.meta_update(MetaBatch(train=[...], valid=...))``.
+
+An :class:`Adaptation` carries the per-task parameters that samplers consume and, beside them,
+whatever per-task state the agent's inner loop keeps from one step to the next (a critic,
+optimizer moments), opaque to every caller.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 import torch
@@ -30,6 +34,23 @@ class DataclassInstance(Protocol):
 
 
 ConfigT = TypeVar("ConfigT", bound=DataclassInstance)
+StateT = TypeVar("StateT")
+
+
+@dataclass(frozen=True)
+class Adaptation(Generic[StateT]):
+    """What one inner-loop step hands back for ``N`` tasks, and the next step takes in.
+
+    Attributes:
+        params: Detached per-task policy parameters with a leading axis ``N``: what the next
+            round of episodes is sampled with.
+        state: The agent's per-task state that the next step continues from (its own type,
+            opaque to callers: pass it back unchanged); ``None`` where the agent keeps none, and
+            before the first step.
+    """
+
+    params: Params
+    state: StateT
 
 
 class MetaBatch(NamedTuple):
@@ -106,16 +127,19 @@ class Agent(ABC, Generic[ConfigT]):
         """How many times the training loop calls :meth:`adapt` (and samples) per task."""
 
     @abstractmethod
-    def adapt(self, episodes: Episodes, params: Params | None = None) -> Params:
+    def adapt(self, episodes: Episodes, previous: Adaptation[Any] | None = None) -> Adaptation[Any]:
         """One inner-loop update for every task of ``episodes``.
 
         Args:
-            episodes: ``N`` tasks' episodes, sampled with ``params``.
-            params: Per-task parameters with a leading axis ``N``; ``None`` means the
-                meta-parameters.
+            episodes: ``N`` tasks' episodes, sampled with ``previous.params``.
+            previous: What the step before returned. For the first step: ``None`` (the
+                meta-parameters), or ``Adaptation(params, None)`` as samplers start their rounds
+                with the parameters they were given: a ``None`` state means no step yet, so the
+                agent starts its per-task state afresh.
 
         Returns:
-            Detached per-task adapted parameters with a leading axis ``N``, ready for sampling.
+            The adapted parameters (leading axis ``N``, detached, ready for sampling) and the
+            per-task state to pass back with them on the next step.
         """
 
     @abstractmethod

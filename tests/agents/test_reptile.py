@@ -9,7 +9,7 @@ import torch
 import metarobot.run.training as training
 from agents import AGENTS, Reptile, ReptileConfig, make_agent
 from agents.common import clipped_surrogate_loss
-from metarobot.agent import MetaBatch
+from metarobot.agent import Adaptation, MetaBatch
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params
 from metarobot.returns import compute_advantages
@@ -72,9 +72,11 @@ def test_meta_update_replays_the_inner_loop_the_sampler_used() -> None:
     agent = Reptile(policy, ReptileConfig(num_inner_steps=3, inner_epochs=2, epsilon_start=1.0))
     train: list[Episodes] = []
     params: Params | None = None
+    adaptation = None
     for step in range(agent.num_inner_steps):
         train.append(sample_episodes(policy, seed=step, params=params))
-        params = agent.adapt(train[-1], params)
+        adaptation = agent.adapt(train[-1], adaptation)
+        params = adaptation.params
     assert params is not None
     valid = sample_episodes(policy, seed=9, params=params)
     agent.meta_update(MetaBatch(train=train, valid=valid))
@@ -103,10 +105,11 @@ def test_batched_adam_ppo_round_equals_separate_per_task_rounds() -> None:
     start = {k: v.expand(episodes.num_tasks, *v.shape).clone() for k, v in start.items()}
     start_copy = {k: v.clone() for k, v in start.items()}
 
-    adapted = agent.adapt(episodes, start)
+    adapted = agent.adapt(episodes, Adaptation(start, None)).params
 
     for i in range(episodes.num_tasks):
-        alone = agent.adapt(episodes.task(i), {k: v[i : i + 1] for k, v in start.items()})
+        alone_start = Adaptation({k: v[i : i + 1] for k, v in start.items()}, None)
+        alone = agent.adapt(episodes.task(i), alone_start).params
         for name, value in adapted.items():
             torch.testing.assert_close(value[i], alone[name][0], rtol=1e-9, atol=1e-12)
             assert not torch.equal(value[i], start[name][i])
@@ -193,7 +196,7 @@ def test_meta_update_rejects_malformed_batches() -> None:
     with pytest.raises(ValueError, match="num_inner_steps is 2"):
         agent.meta_update(batch._replace(train=batch.train[:1]))
     with pytest.raises(ValueError, match="leading task axis of size 3"):
-        agent.adapt(batch.valid, agent.policy.meta_parameters())
+        agent.adapt(batch.valid, Adaptation(agent.policy.meta_parameters(), None))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -201,6 +204,6 @@ def test_agent_computes_on_its_device_with_cpu_episodes() -> None:
     config = ReptileConfig(num_inner_steps=1)
     agent = Reptile(GaussianMLPPolicy(2, 1, hidden_sizes=(8,)), config, device="cuda")
     train = sample_episodes(GaussianMLPPolicy(2, 1, hidden_sizes=(8,)), seed=70)
-    assert all(p.is_cuda for p in agent.adapt(train).values())
+    assert all(p.is_cuda for p in agent.adapt(train).params.values())
     agent.meta_update(MetaBatch(train=[train], valid=train))
     assert all(p.is_cuda for p in agent.policy.parameters())
