@@ -13,7 +13,12 @@ from metarobot.agent import Adaptation, MetaBatch
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params
 from metarobot.returns import compute_advantages
-from tests.agents.test_maml import linear_policy_gradient, sample_episodes, sample_meta_batch
+from tests.agents.test_maml import (
+    N,
+    linear_policy_gradient,
+    sample_episodes,
+    sample_meta_batch,
+)
 from tests.metarobot.run.test_training import TINY
 
 
@@ -118,6 +123,40 @@ def test_batched_adam_ppo_round_equals_separate_per_task_rounds() -> None:
         assert torch.equal(start[name], start_copy[name])
     for name, value in snapshot(policy).items():
         assert torch.equal(value, meta[name])
+
+
+def test_inner_adam_moments_last_over_a_tasks_rounds() -> None:
+    """As in the paper, one Adam serves a task's whole inner loop: the state carries it on."""
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 1, hidden_sizes=(5,)).double()
+    config = ReptileConfig(num_inner_steps=2, inner_epochs=2, inner_lr=0.05)
+    agent = Reptile(policy, config)
+    rounds = [sample_episodes(policy, seed=11)]
+    first = agent.adapt(rounds[0])
+    rounds.append(sample_episodes(policy, seed=12, params=first.params))
+    second = agent.adapt(rounds[1], first)
+
+    meta = policy.meta_parameters()
+    current = {k: v.detach().expand(N, *v.shape).clone().requires_grad_() for k, v in meta.items()}
+    betas = (config.adam_beta1, config.adam_beta2)
+    adam = torch.optim.Adam(current.values(), lr=config.inner_lr, betas=betas)
+    for episodes in rounds:
+        advantages = compute_advantages(episodes, config.gamma, config.gae_lambda)
+        for _ in range(config.inner_epochs):
+            distribution = policy.batched_distribution(episodes.observations, current)
+            adam.zero_grad()
+            clipped_surrogate_loss(distribution, episodes, advantages, config.clip).sum().backward()
+            adam.step()
+    for name, value in second.params.items():
+        torch.testing.assert_close(value, current[name].detach(), rtol=0, atol=0)
+
+    # The state is passed back, never changed: the same round again gives the same result;
+    # without it, Adam starts afresh (a sign step) and ends elsewhere.
+    again = agent.adapt(rounds[1], first)
+    restarted = agent.adapt(rounds[1], Adaptation(first.params, None))
+    for name, value in second.params.items():
+        assert torch.equal(again.params[name], value)
+        assert not torch.equal(restarted.params[name], value)
 
 
 def test_clipped_surrogate_on_a_hand_example() -> None:
