@@ -11,7 +11,8 @@ loop, evaluation and the CLI only ever talk to this interface:
 
 An :class:`Adaptation` carries the per-task parameters that samplers consume and, beside them,
 whatever per-task state the agent's inner loop keeps from one step to the next (a critic,
-optimizer moments), opaque to every caller.
+optimizer moments), opaque to every caller. The run layer hands every agent its environments
+once (:meth:`Agent.use_environments`), for the few that step environments of their own.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 import torch
 
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params
+from metarobot.tasks import TaskFamily
+
+if TYPE_CHECKING:  # the sampler imports this module for Adaptation: no import cycle at run time
+    from metarobot.sampling import EnvFn
 
 
 class DataclassInstance(Protocol):
@@ -145,6 +150,18 @@ class Agent(ABC, Generic[ConfigT]):
     @abstractmethod
     def meta_update(self, batch: MetaBatch) -> dict[str, float]:
         """One outer-loop update of the meta-parameters; returns namespaced metrics."""
+
+    def use_environments(self, env_fn: EnvFn, family: TaskFamily, seed: int) -> None:
+        """Receive environments of the agent's own; :mod:`metarobot.run.build` calls it for all.
+
+        Meta-learners learn only from the episodes the protocol samples, so this does nothing;
+        baselines that pretrain by stepping environments themselves (multi-task PPO) override it.
+
+        Args:
+            env_fn: Factory of one env of the family that draws a train task at every reset.
+            family: The run's task family.
+            seed: Seeds whatever the agent does with them (derived from the run seed).
+        """
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: policy parameters and the config as plain values."""

@@ -199,7 +199,7 @@ class PPOBaseline(Agent[ConfigT]):
         return 0
 
     def use_environments(self, env_fn: EnvFn, family: TaskFamily, seed: int) -> None:
-        """Build the SB3 learner on ``family``'s train tasks (``metarobot.run.build`` calls it).
+        """Build the SB3 learner on ``family``'s train tasks; see ``Agent.use_environments``.
 
         Args:
             env_fn: Factory of one bare env of the family that draws a train task at every
