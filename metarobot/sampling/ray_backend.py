@@ -134,8 +134,9 @@ class RaySampler(Sampler):
         """Run ``collect`` on every actor's slice, replacing dead actors; join the slices.
 
         With ``request.adapt`` (``sample_adaptation(on_workers=True)``), each actor samples,
-        adapts and samples again for its slice with the parameters sent once, on its CPU;
-        ``adapt`` goes to the actors pickled, once per call, through the object store.
+        adapts and samples again for its slice with the parameters sent once, on its CPU, and
+        the agent's per-task state passes from one step to the next there; ``adapt`` goes to
+        the actors pickled, once per call, through the object store.
         """
         ray = self._ray
         started = time.perf_counter()

@@ -15,10 +15,12 @@ import copy
 import pickle
 import time
 from dataclasses import fields, replace
+from typing import Any
 
 import numpy as np
 import torch
 
+from metarobot.agent import Adaptation
 from metarobot.episodes import Episodes
 from metarobot.policies import Params
 from metarobot.sampling._envs import EnvFn, EnvSpec
@@ -190,5 +192,5 @@ class RolloutWorker:
         self._sampler.close()
 
 
-def _no_adaptation(episodes: Episodes, params: Params) -> Params:
+def _no_adaptation(episodes: Episodes, previous: Adaptation[Any]) -> Adaptation[Any]:
     raise AssertionError("a one-round request never adapts")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from metarobot.agent import Adaptation
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params, expand_params
 from metarobot.sampling import (
@@ -391,6 +392,23 @@ def test_worker_exception_is_reported_and_sampler_survives(
     assert isinstance(info.value.__cause__, ValueError)
     episodes = process.sample(TASKS, task_params(policy, 4), episodes_per_task=1, seed=0)
     assert episodes.num_tasks == 4
+
+
+def test_adaptation_rounds_hand_each_step_what_the_step_before_returned(
+    local: Sampler, policy: GaussianMLPPolicy
+) -> None:
+    params = task_params(policy, 4)
+    received: list[Adaptation[Any]] = []
+
+    def adapt(episodes: Episodes, previous: Adaptation[Any]) -> Adaptation[Any]:
+        received.append(previous)
+        return Adaptation({k: v + 0.1 for k, v in previous.params.items()}, len(received))
+
+    rounds = local.sample_adaptation(TASKS, params, 2, [3, 4, 5], adapt)
+    assert received[0].params is params and received[0].state is None
+    assert [previous.state for previous in received[1:]] == [1]
+    last = {k: v + 0.1 + 0.1 for k, v in params.items()}
+    assert_identical(rounds[-1], local.sample(TASKS, last, 2, seed=5))
 
 
 @pytest.mark.parametrize("backend", PROCESS_BACKENDS)
