@@ -372,7 +372,9 @@ def _run_lines(rows: Sequence[AgentRow], out_dir: Path) -> list[str]:
 def report_markdown(rows: Sequence[AgentRow], plot: Path, out_dir: Path) -> str:
     """The report: setting, return (and success) tables, the plot, and the runs behind rows.
 
-    Grouped results (Meta-World+'s) first get the success per skill and the software versions.
+    Every report states the software versions the evaluations were measured with (Meta-World+
+    found unstated version changes made figures incomparable); grouped results (Meta-World+'s)
+    first get the success per skill.
     """
     pooled = rows[0].pooled
     lines = [
@@ -381,11 +383,10 @@ def report_markdown(rows: Sequence[AgentRow], plot: Path, out_dir: Path) -> str:
         describe_setting(rows) + ". Each cell: mean ± 95% CI after that many adaptation steps, "
         "over tasks and runs (seeds) pooled (normal approximation, n = tasks x runs).",
     ]
+    software = ", ".join(f"{name} {version}" for name, version in pooled.versions.items())
+    lines += ["", f"Software: {software or 'not recorded'}."]
     if pooled.groups:
-        software = ", ".join(f"{name} {version}" for name, version in pooled.versions.items())
         lines += [
-            "",
-            f"Software: {software or 'not recorded'}.",
             "",
             f"## Success per skill after {adaptation_steps(pooled.returns.shape[0] - 1)}",
             "",
