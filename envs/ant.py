@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
@@ -74,6 +74,17 @@ class _AntTask(MetaEnv, AntEnv):
 
     _needs_contact_forces = True
     can_share_model = True
+    info_keys: ClassVar[tuple[str, ...]] = (
+        "x_position",
+        "y_position",
+        "distance_from_origin",
+        "x_velocity",
+        "y_velocity",
+        "reward_ctrl",
+        "reward_contact",
+        "reward_survive",
+    )
+    """The keys every Ant family reports; each adds those of its task term."""
 
     def _init_family(self) -> None:
         self._torso = self.data.body(self._main_body).xpos  # a live view
@@ -127,6 +138,7 @@ class AntDirEnv(_AntTask):
     )
 
     family = ANT_DIR
+    info_keys = (*_AntTask.info_keys, "reward_forward")
     _cos, _sin = 1.0, 0.0
 
     def _apply_task(self, task: Task) -> None:
@@ -155,6 +167,7 @@ class AntGoalEnv(_AntTask):
     )
 
     family = ANT_GOAL
+    info_keys = (*_AntTask.info_keys, "reward_goal", "distance", "success")
     _goal = (0.0, 0.0)
 
     def __init__(self, *, success_radius: float = 0.5, **kwargs: Any):

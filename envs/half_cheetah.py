@@ -71,6 +71,7 @@ class _HalfCheetahTask(MetaEnv, HalfCheetahEnv):
     """
 
     can_share_model = True
+    info_keys = ("x_position", "x_velocity", "reward_forward", "reward_ctrl")
 
     def __init__(self, *, ctrl_cost_weight: float = 0.05, **kwargs: Any):
         super().__init__(ctrl_cost_weight=ctrl_cost_weight, **kwargs)

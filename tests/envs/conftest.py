@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 import envs
@@ -30,3 +31,14 @@ def first_task(name: str, split: str = "train") -> Task:
 
 def make_with_task(name: str, **kwargs) -> MetaEnv:
     return envs.make(name, task=first_task(name), **kwargs)
+
+
+def numeric_info_keys(info: dict[str, object]) -> set[str]:
+    """The entries of ``info`` that samplers record, so that the env must declare them."""
+    numbers = {
+        key
+        for key, value in info.items()
+        if isinstance(value, bool | int | float | np.bool_ | np.number)
+        or (isinstance(value, np.ndarray) and value.ndim == 0)
+    }
+    return numbers - {"unstable"}
