@@ -1,9 +1,9 @@
-import numpy as np
 import pytest
 
 import envs
 from envs.base import MetaEnv
 from envs.manipulation.metaworld_ml1 import METAWORLD_FAMILIES
+from metarobot.sampling.environments import as_number
 from metarobot.tasks import Task
 
 FAMILY_NAMES = list(envs.FAMILIES)
@@ -35,10 +35,5 @@ def make_with_task(name: str, **kwargs) -> MetaEnv:
 
 def numeric_info_keys(info: dict[str, object]) -> set[str]:
     """The entries of ``info`` that samplers record, so that the env must declare them."""
-    numbers = {
-        key
-        for key, value in info.items()
-        if isinstance(value, bool | int | float | np.bool_ | np.number)
-        or (isinstance(value, np.ndarray) and value.ndim == 0)
-    }
+    numbers = {key for key, value in info.items() if as_number(value) is not None}
     return numbers - {"unstable"}
