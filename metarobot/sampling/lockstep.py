@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -34,26 +32,10 @@ from metarobot.sampling.base import (
 )
 from metarobot.sampling.environments import EnvFn, EnvSpec, EnvStepper, StepBuffers
 from metarobot.tasks import Task
-from metarobot.threads import torch_threads
+from metarobot.threads import cpu_threads
 
 _ALIGN_TASKS = 16
 """Period, in tasks, of the forward pass's memory layout; see :class:`LockstepSampler`."""
-
-
-@contextmanager
-def _single_threaded(device: torch.device) -> Iterator[None]:
-    """Run CPU torch work with one intra-op thread, restoring the previous count after.
-
-    With several threads, a CPU matrix product is split differently for different batch shapes
-    (one task alone takes another path than the same task in a batch), and the results then
-    differ in the last bits. One thread is also what training runs use while sampling (see
-    :mod:`metarobot.threads`).
-    """
-    if device.type != "cpu":
-        yield
-        return
-    with torch_threads(1):
-        yield
 
 
 class _History:
@@ -120,7 +102,8 @@ class LockstepSampler(Sampler):
     the alignment of each task's rows in memory, so the forward pass runs on fresh tensors
     (64-byte aligned) with ``first_task % 16`` zero tasks in front of the slice. Every task's
     rows, and those of every intermediate result, then start at the same offset modulo 64 bytes
-    as in the whole batch. The forward pass also runs single-threaded (:func:`_single_threaded`).
+    as in the whole batch. The forward pass also runs on
+    :data:`~metarobot.threads.SAMPLING_THREADS` threads (one).
 
     Subclasses provide the environments (:meth:`_reset_envs`, :meth:`_step_envs`).
     """
@@ -143,7 +126,7 @@ class LockstepSampler(Sampler):
             for name, p in request.params.items()
         }
         first = next(iter(params.values()))
-        with torch.no_grad(), _single_threaded(first.device):
+        with torch.no_grad(), cpu_threads(first.device):
             env_tasks = [task for task in request.tasks for _ in range(e)]
             buffers = self._reset_envs(env_tasks, env_seeds.reshape(-1).tolist())
             reset_seconds = time.perf_counter() - started

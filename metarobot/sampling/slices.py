@@ -28,7 +28,7 @@ from metarobot.policies import Params
 from metarobot.sampling.base import Adapt, BatchedPolicy, Request, Sampler, SamplerStats
 from metarobot.sampling.environments import EnvFn, EnvSpec
 from metarobot.sampling.lockstep import LocalSampler
-from metarobot.threads import set_torch_threads
+from metarobot.threads import set_cpu_threads
 
 Arrays = dict[str, np.ndarray]
 """Numpy arrays by name: parameters, or one ``Episodes`` (its infos as ``infos/<key>``)."""
@@ -172,7 +172,8 @@ class SliceWorker:
     """
 
     def __init__(self, env_fn: EnvFn, policy: BatchedPolicy) -> None:
-        set_torch_threads(1)  # one CPU per worker (and see lockstep._single_threaded)
+        # Sampling and adapting alike, as the driver of a CPU run does (see metarobot.threads).
+        set_cpu_threads("cpu")
         self._sampler = _TallyingSampler(env_fn, policy)
 
     def spec(self) -> EnvSpec:
