@@ -23,27 +23,53 @@ Layout, from the bottom:
   :class:`ProcessEnvSampler` (workers hold environments) and :class:`ProcessSliceSampler`
   (workers sample task slices);
 - ``ray_backend``: :class:`RaySampler`, a slice backend on Ray actors.
+
+Importing this package is light (no torch): the names above load on first use, so that the
+command line can offer :data:`SAMPLER_BACKENDS` without loading them.
 """
 
 from __future__ import annotations
 
-from metarobot.sampling.base import (
-    Adapt,
-    BatchedPolicy,
-    NonFiniteParametersError,
-    Sampler,
-    SamplerStats,
-    action_noise,
-    episode_seeds,
-)
-from metarobot.sampling.environments import EnvFn, EnvSpec
-from metarobot.sampling.lockstep import LocalSampler, LockstepSampler
-from metarobot.sampling.process import ProcessEnvSampler, ProcessSliceSampler
-from metarobot.sampling.ray_backend import RaySampler
-from metarobot.sampling.slices import SliceSampler
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from metarobot.sampling.base import (
+        Adapt,
+        BatchedPolicy,
+        NonFiniteParametersError,
+        Sampler,
+        SamplerStats,
+        action_noise,
+        episode_seeds,
+    )
+    from metarobot.sampling.environments import EnvFn, EnvSpec
+    from metarobot.sampling.lockstep import LocalSampler, LockstepSampler
+    from metarobot.sampling.process import ProcessEnvSampler, ProcessSliceSampler
+    from metarobot.sampling.ray_backend import RaySampler
+    from metarobot.sampling.slices import SliceSampler
 
 SAMPLER_BACKENDS: tuple[str, ...] = ("local", "process", "ray")
-"""Names accepted by :func:`make_sampler`."""
+"""Names accepted by :func:`make_sampler` (and by a run's ``backend``)."""
+
+_MODULES = {
+    "Adapt": "base",
+    "BatchedPolicy": "base",
+    "NonFiniteParametersError": "base",
+    "Sampler": "base",
+    "SamplerStats": "base",
+    "action_noise": "base",
+    "episode_seeds": "base",
+    "EnvFn": "environments",
+    "EnvSpec": "environments",
+    "LocalSampler": "lockstep",
+    "LockstepSampler": "lockstep",
+    "ProcessEnvSampler": "process",
+    "ProcessSliceSampler": "process",
+    "RaySampler": "ray_backend",
+    "SliceSampler": "slices",
+}
+"""The module of each public name, loaded on first use."""
 
 __all__ = [
     "SAMPLER_BACKENDS",
@@ -66,6 +92,14 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
 def make_sampler(backend: str, env_fn: EnvFn, policy: BatchedPolicy, workers: int = 1) -> Sampler:
     """Build a sampler by backend name.
 
@@ -84,6 +118,10 @@ def make_sampler(backend: str, env_fn: EnvFn, policy: BatchedPolicy, workers: in
         ValueError: On an unknown backend (the message lists the valid ones) or a worker count
             the backend cannot use, or (``"ray"``) if Ray is not installed.
     """
+    from metarobot.sampling.lockstep import LocalSampler
+    from metarobot.sampling.process import ProcessEnvSampler, ProcessSliceSampler
+    from metarobot.sampling.ray_backend import RaySampler
+
     if backend == "local":
         if workers != 1:
             raise ValueError(
