@@ -234,12 +234,13 @@ class ProcessSliceSampler(SliceSampler):
         self, request: Request, params: Arrays, slices: list[TaskSlice]
     ) -> list[SliceResult]:
         """Send each worker its slice's rows of the parameters, then wait for all of them."""
-        self._pool.shares = {s.worker: f"tasks {s.lo}..{s.hi}" for s in slices}
-        for s in slices:
-            rows = {name: value[s.lo : s.hi] for name, value in params.items()}
-            message = ("collect", s.request(request), rows, (0, s.hi - s.lo), request.adapt)
-            self._pool.send(s.worker, pickle.dumps(message))
-        answers = self._pool.gather([s.worker for s in slices], self)
+        self._pool.shares = {piece.worker: f"tasks {piece.lo}..{piece.hi}" for piece in slices}
+        for piece in slices:
+            rows = {name: value[piece.lo : piece.hi] for name, value in params.items()}
+            size = piece.hi - piece.lo
+            message = ("collect", piece.request(request), rows, (0, size), request.adapt)
+            self._pool.send(piece.worker, pickle.dumps(message))
+        answers = self._pool.gather([piece.worker for piece in slices], self)
         return [pickle.loads(answer) for answer in answers]
 
     def close(self) -> None:
