@@ -26,7 +26,7 @@ from agents.common import (
     leaves,
     policy_gradient_loss,
 )
-from metarobot.agent import Agent, MetaBatch, check_config
+from metarobot.agent import Adaptation, Agent, MetaBatch, check_config
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params, detach_params, expand_params
 from metarobot.returns import compute_advantages, zero_padding
@@ -290,27 +290,32 @@ class LEO(Agent[LEOConfig]):
         return {name: head.get(name, value) for name, value in shared.items()}
 
     @torch.enable_grad()
-    def adapt(self, episodes: Episodes, params: Params | None = None) -> Params:
+    def adapt(
+        self, episodes: Episodes, previous: Adaptation[torch.Tensor | None] | None = None
+    ) -> Adaptation[torch.Tensor]:
         """LEO's inner loop; see :meth:`metarobot.agent.Agent.adapt`.
 
-        Rollouts of the unadapted policy (``params`` is ``None`` or equals the meta-parameters)
-        are what the encoder is trained on: they go through encoder, latent steps (from the
-        posterior mean) and fine-tuning. Rollouts of an already adapted policy (a later
-        evaluation step) continue from ``params`` with fine-tuning steps only, so adaptation
-        keeps improving the policy it was given rather than re-inferring the task from data the
-        encoder never saw; with ``finetune_steps == 0`` they leave ``params`` unchanged.
+        The state is each task's latent code ``z`` ``[N, latent_dim]`` after the latent steps.
+        Without one (the first step), the episodes are rollouts of the unadapted policy, what
+        the encoder is trained on: they go through encoder, latent steps (from the posterior
+        mean) and fine-tuning, which gives the code. Rollouts of an already adapted policy (a
+        later evaluation step) continue from ``previous.params`` with fine-tuning steps only,
+        keeping the code, so adaptation keeps improving the policy it was given rather than
+        re-inferring the task from data the encoder never saw; with ``finetune_steps == 0`` they
+        leave the parameters unchanged.
 
         As with ``expand_params``, the shared layers of the result are broadcast views of the
         live meta-parameters: copy them to keep them across a meta-update.
         """
         episodes = learning_episodes(episodes, self.device)
         advantages = self._advantages(episodes)
-        if params is not None:
-            check_task_axis(params, episodes.num_tasks)
-        if params is None or self._is_unadapted(params):
+        if previous is not None:
+            check_task_axis(previous.params, episodes.num_tasks)
+        if previous is None or previous.state is None:
             inference = self._infer(episodes, advantages, sample=False, create_graph=False)
-            return detach_params(inference.params)
-        return detach_params(self._finetune(leaves(params), episodes, advantages, False))
+            return Adaptation(detach_params(inference.params), inference.adapted.detach())
+        params = self._finetune(leaves(previous.params), episodes, advantages, False)
+        return Adaptation(detach_params(params), previous.state)
 
     @torch.enable_grad()
     def meta_update(self, batch: MetaBatch) -> dict[str, float]:
@@ -392,10 +397,6 @@ class LEO(Agent[LEOConfig]):
             decoded = self.decode(zero)
             for name in self.head_names:
                 meta[name].copy_(decoded[name][0])
-
-    def _is_unadapted(self, params: Params) -> bool:
-        meta = self.policy.meta_parameters()
-        return all(torch.equal(p, meta[name].expand_as(p)) for name, p in params.items())
 
     def _advantages(self, episodes: Episodes) -> torch.Tensor:
         return compute_advantages(episodes, self.config.gamma, self.config.gae_lambda)

@@ -23,7 +23,7 @@ from agents.common import (
     leaves,
     policy_gradient_loss,
 )
-from metarobot.agent import Agent, MetaBatch, check_config
+from metarobot.agent import Adaptation, Agent, MetaBatch, check_config
 from metarobot.episodes import Episodes
 from metarobot.optim import (
     backtracking_line_search,
@@ -200,16 +200,21 @@ class MAML(Agent[MAMLConfig]):
         return self.config.num_inner_steps
 
     @torch.enable_grad()
-    def adapt(self, episodes: Episodes, params: Params | None = None) -> Params:
+    def adapt(
+        self, episodes: Episodes, previous: Adaptation[None] | None = None
+    ) -> Adaptation[None]:
         """One policy-gradient step per task; see :meth:`metarobot.agent.Agent.adapt`.
 
         Runs with autograd enabled even under ``torch.no_grad`` (the step needs a gradient), but
-        builds no graph back to the meta-parameters and returns detached parameters.
+        builds no graph back to the meta-parameters and returns detached parameters. Stateless:
+        a step depends only on the parameters it starts from.
         """
         episodes = learning_episodes(episodes, self.device)
+        params = None if previous is None else previous.params
         start = inner_start(self.policy, params, episodes.num_tasks)
         advantages = self._advantages(episodes)
-        return detach_params(self._inner_step(start, episodes, advantages, create_graph=False))
+        adapted = self._inner_step(start, episodes, advantages, create_graph=False)
+        return Adaptation(detach_params(adapted), None)
 
     @torch.enable_grad()
     def meta_update(self, batch: MetaBatch) -> dict[str, float]:

@@ -1,14 +1,16 @@
 """Reptile for reinforcement learning: inner policy-gradient steps, outer interpolation.
 
 Reads top to bottom: the config, the inner loop (``k`` rounds of fresh rollouts, each followed by
-``inner_epochs`` optimizer steps on a VPG or PPO loss, every task at once), and the outer update
-``theta <- theta + epsilon * mean_i(phi_i - theta)`` with a linearly annealed ``epsilon``.
+``inner_epochs`` steps on a VPG or PPO loss of one optimizer that lasts the task's ``k`` rounds,
+every task at once), and the outer update ``theta <- theta + epsilon * mean_i(phi_i - theta)``
+with a linearly annealed ``epsilon``.
 Follows Nichol, Achiam and Schulman (2018); the paper's experiments are supervised, so the
 policy-gradient inner loss is the RL analogue of its minibatch loss.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,14 +24,16 @@ from agents.common import (
     learning_episodes,
     policy_gradient_loss,
 )
-from metarobot.agent import Agent, MetaBatch, check_config
+from metarobot.agent import Adaptation, Agent, MetaBatch, check_config
 from metarobot.episodes import Episodes
 from metarobot.optim import flatten_params
-from metarobot.policies import GaussianMLPPolicy, Params, detach_params
+from metarobot.policies import GaussianMLPPolicy, detach_params
 from metarobot.returns import compute_advantages
 
 INNER_LOSSES = ("vpg", "ppo")
 INNER_OPTIMIZERS = ("adam", "sgd")
+InnerState = dict[str, Any]
+"""A task batch's inner optimizer state between rounds (``torch.optim.Optimizer.state_dict``)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class ReptileConfig:
     clip: float = 0.2
     """PPO's clipping range of the probability ratio (unused by ``"vpg"``)."""
     inner_optimizer: str = "adam"
-    """``"adam"`` or ``"sgd"``; its state restarts each round (see :class:`Reptile`)."""
+    """``"adam"`` or ``"sgd"``; its state lasts a task's ``k`` rounds (see :class:`Reptile`)."""
     inner_lr: float = 1e-3
     """Inner optimizer step size (paper: 0.001 with Adam)."""
     adam_beta1: float = 0.0
@@ -102,8 +106,11 @@ class Reptile(Agent[ReptileConfig]):
     ``k = num_inner_steps`` rounds, each sampling fresh episodes with the current parameters
     (the training loop and evaluation do this between :meth:`adapt` calls) and taking
     ``inner_epochs`` steps of the inner optimizer on the VPG or PPO loss; the result is
-    ``phi_i``. The per-task losses are summed, so each task's parameters (a leading task axis
-    on every tensor) get their own gradient, and Adam, being element-wise, keeps per-task moments.
+    ``phi_i``. As in the paper, one optimizer serves a task's whole inner loop: its state (Adam's
+    moments and step count) is the :class:`~metarobot.agent.Adaptation` state that each
+    :meth:`adapt` call hands to the next. The per-task losses are summed, so each task's
+    parameters (a leading task axis on every tensor) get their own gradient, and Adam, being
+    element-wise, keeps per-task moments.
 
     Outer update: ``theta <- theta + epsilon_t * mean_i(phi_i - theta)``, ``epsilon_t`` linear
     from ``epsilon_start`` to ``epsilon_end`` over ``anneal_updates`` updates.
@@ -111,14 +118,14 @@ class Reptile(Agent[ReptileConfig]):
     Design choices:
 
     * ``phi_i`` is recomputed in :meth:`meta_update` by replaying the inner loop on the stored
-      train episodes. The replay is deterministic (same start, same episodes, same optimizer),
-      so it equals what the training loop sampled with, and ``meta_update`` stays a function of
-      its ``MetaBatch`` alone; it costs ``k * inner_epochs`` backward passes, small next to
-      sampling ``k`` rounds of rollouts.
-    * The protocol passes only parameters between :meth:`adapt` calls (they are what the
-      sampler, evaluation and rendering consume), so the inner optimizer's state lives for one
-      round: Adam's moments span the ``inner_epochs`` steps on one batch. With one epoch, Adam's
-      first step is ``inner_lr * sign(grad)`` per coordinate, a scale-free step.
+      train episodes. The replay is deterministic (same start, same episodes, same optimizer
+      state carried from round to round), so it equals what the training loop sampled with,
+      and ``meta_update`` stays a function of its ``MetaBatch`` alone; it costs
+      ``k * inner_epochs`` backward passes, small next to sampling ``k`` rounds of rollouts.
+    * Adam's moments span all ``k * inner_epochs`` steps of a task. Its first step is
+      ``inner_lr * sign(grad)`` per coordinate; later ones scale each coordinate by its
+      gradient's recent magnitude over the earlier rounds too, rather than restarting from a
+      sign step every round.
     * The validation episodes (sampled with ``phi_i``) are not used for learning, only for the
       post-adaptation metrics the training loop logs: using them as a ``k + 1``-th step would
       meta-train a longer inner loop than the ``k`` steps used at test time.
@@ -149,22 +156,30 @@ class Reptile(Agent[ReptileConfig]):
         return config.epsilon_start + (config.epsilon_end - config.epsilon_start) * progress
 
     @torch.enable_grad()
-    def adapt(self, episodes: Episodes, params: Params | None = None) -> Params:
+    def adapt(
+        self, episodes: Episodes, previous: Adaptation[InnerState] | None = None
+    ) -> Adaptation[InnerState]:
         """One inner round per task; see :meth:`metarobot.agent.Agent.adapt`.
 
-        Runs ``inner_epochs`` optimizer steps on ``episodes`` from ``params`` (the
-        meta-parameters when ``None``), with autograd enabled even under ``torch.no_grad``.
+        Runs ``inner_epochs`` optimizer steps on ``episodes`` from ``previous`` (the
+        meta-parameters and a fresh optimizer when ``None``), with autograd enabled even under
+        ``torch.no_grad``. The state is the inner optimizer's ``state_dict``.
         """
         episodes = learning_episodes(episodes, self.device)
+        params = None if previous is None else previous.params
         current = inner_start(self.policy, params, episodes.num_tasks, copy=True)
         advantages = compute_advantages(episodes, self.config.gamma, self.config.gae_lambda)
         optimizer = self._inner_optimizer(list(current.values()))
+        if previous is not None and previous.state is not None:
+            # Loading keeps the given tensors, which steps update in place: copy them, so that
+            # the caller's Adaptation still holds the state it had.
+            optimizer.load_state_dict(copy.deepcopy(previous.state))
         for _ in range(self.config.inner_epochs):
             distribution = self.policy.batched_distribution(episodes.observations, current)
             optimizer.zero_grad()
             self._inner_loss(distribution, episodes, advantages).sum().backward()
             optimizer.step()
-        return detach_params(current)
+        return Adaptation(detach_params(current), optimizer.state_dict())
 
     def meta_update(self, batch: MetaBatch) -> dict[str, float]:
         """The Reptile interpolation; see :meth:`metarobot.agent.Agent.meta_update`.
@@ -175,14 +190,15 @@ class Reptile(Agent[ReptileConfig]):
             included).
         """
         check_meta_batch(batch, self.num_inner_steps)
-        adapted: Params | None = None
+        adapted: Adaptation[InnerState] | None = None
         for episodes in batch.train:
             adapted = self.adapt(episodes, adapted)
         assert adapted is not None  # num_inner_steps >= 1
         epsilon = self.epsilon
         meta = self.policy.meta_parameters()
+        phi = adapted.params
         with torch.no_grad():
-            displacement = {name: adapted[name].mean(dim=0) - p for name, p in meta.items()}
+            displacement = {name: phi[name].mean(dim=0) - p for name, p in meta.items()}
             for name, p in meta.items():
                 p.add_(displacement[name], alpha=epsilon)
         self.updates += 1

@@ -1,7 +1,9 @@
-"""Ant families: run in a direction on the circle, or walk to a goal in a disk (PEARL suite).
+"""Ant families: goal velocity, forward/backward (MAML), direction and goal in a disk (PEARL).
 
-Both reuse Gymnasium's ``Ant-v5`` (model, observation with contact forces, healthy and contact
-terms, termination) and replace its forward reward with a task term.
+All reuse Gymnasium's ``Ant-v5`` (model, observation with contact forces, healthy and contact
+terms, termination) and replace its forward reward with a task term. The MAML families also
+take the MAML paper's weights: survive 0.05 and control cost 0.005 (Ant-v5: 1.0 and 0.5); the
+contact cost weight and healthy range are Ant-v5's, which are the paper's.
 """
 
 from __future__ import annotations
@@ -15,9 +17,25 @@ from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
 from envs.base import MetaEnv, StepResult
 from envs.scene import Marker, SceneSpec, View, arrow_marker, task_goal_markers
-from metarobot.tasks import ParamSpec, SplitRule, Task, TaskFamily
+from metarobot.tasks import FixedTasks, ParamSpec, SplitRule, Task, TaskFamily
 
 GOAL_RADIUS = 3.0
+
+ANT_VEL = TaskFamily(
+    name="AntVel",
+    specs=(ParamSpec("velocity", 0.0, 3.0, doc="target forward velocity (m/s)"),),
+    split_rule=SplitRule(cells=20, period=5),
+    horizon=200,
+    doc="run forward at a target velocity; reward = 1 - |v - v_target| + 0.05 - ctrl - contact",
+)
+
+ANT_FWD_BACK = TaskFamily(
+    name="AntFwdBack",
+    specs=(ParamSpec("direction", -1.0, 1.0, doc="+1 forward, -1 backward"),),
+    split_rule=FixedTasks(({"direction": 1.0}, {"direction": -1.0})),
+    horizon=200,
+    doc="run forward or backward; reward = direction * v + 0.05 - ctrl - contact",
+)
 
 ANT_DIR = TaskFamily(
     name="AntDir",
@@ -63,6 +81,34 @@ def _ant_dir_caption(task: Task, info: Mapping[str, Any]) -> str:
     caption = f"run toward {math.degrees(task.scalar('direction')):.0f} deg"
     if "reward_forward" in info:
         caption += f", speed along it {info['reward_forward']:+.2f} m/s"
+    return caption
+
+
+def _x_arrow(length: float, torso: np.ndarray) -> list[Marker]:
+    origin = np.array([torso[0], torso[1], torso[2] + 0.5])
+    return [arrow_marker(origin, np.array([1.0, 0.0]), length)]
+
+
+def _ant_vel_markers(task: Task, torso: np.ndarray) -> list[Marker]:
+    # Arrow length is the distance covered in one second at the target velocity.
+    return _x_arrow(task.scalar("velocity"), torso)
+
+
+def _ant_vel_caption(task: Task, info: Mapping[str, Any]) -> str:
+    caption = f"target {task.scalar('velocity'):.2f} m/s"
+    if "x_velocity" in info:
+        caption += f", now {info['x_velocity']:+.2f}"
+    return caption
+
+
+def _ant_fwd_back_markers(task: Task, torso: np.ndarray) -> list[Marker]:
+    return _x_arrow(task.scalar("direction"), torso)
+
+
+def _ant_fwd_back_caption(task: Task, info: Mapping[str, Any]) -> str:
+    caption = "run forward" if task.scalar("direction") > 0 else "run backward"
+    if "x_velocity" in info:
+        caption += f", v {info['x_velocity']:+.2f} m/s"
     return caption
 
 
@@ -125,6 +171,64 @@ class _AntTask(MetaEnv, AntEnv):
         terminated = not healthy and self._terminate_when_unhealthy
         reward = task_reward + survive - ctrl_cost - contact_cost
         return self._get_obs(), reward, terminated, False, info
+
+
+class _MAMLAntTask(_AntTask):
+    """An Ant with the MAML paper's survive reward and control cost (see the module docstring).
+
+    Args:
+        healthy_reward: Reward per step while healthy (the paper's 0.05, Ant-v5's 1.0).
+        ctrl_cost_weight: Weight of the control cost (the paper's 0.005, Ant-v5's 0.5).
+        **kwargs: As for :class:`AntDirEnv`.
+    """
+
+    _SIDE_VIEW = View(distance=5.0, elevation=-20.0, lookat_height=0.0)
+    info_keys = (*_AntTask.info_keys, "reward_forward")
+
+    def __init__(
+        self, *, healthy_reward: float = 0.05, ctrl_cost_weight: float = 0.005, **kwargs: Any
+    ):
+        super().__init__(healthy_reward=healthy_reward, ctrl_cost_weight=ctrl_cost_weight, **kwargs)
+
+
+class AntVelEnv(_MAMLAntTask):
+    """Ant that must run forward at ``task["velocity"]`` (Finn et al. 2017, ant goal velocity)."""
+
+    scene = SceneSpec(
+        _MAMLAntTask._SIDE_VIEW, _ant_vel_markers, _ant_vel_caption, trail_radius=0.03
+    )
+
+    family = ANT_VEL
+    _target_velocity = 0.0
+
+    def _apply_task(self, task: Task) -> None:
+        self._target_velocity = task.scalar("velocity")
+
+    def _task_reward(
+        self, x: float, y: float, vx: float, vy: float
+    ) -> tuple[float, dict[str, Any]]:
+        forward = 1.0 - abs(vx - self._target_velocity)
+        return forward, {"reward_forward": forward}
+
+
+class AntFwdBackEnv(_MAMLAntTask):
+    """Ant that must run forward (+1) or backward (-1) (Finn et al. 2017, ant forward/backward)."""
+
+    scene = SceneSpec(
+        _MAMLAntTask._SIDE_VIEW, _ant_fwd_back_markers, _ant_fwd_back_caption, trail_radius=0.03
+    )
+
+    family = ANT_FWD_BACK
+    _direction = 1.0
+
+    def _apply_task(self, task: Task) -> None:
+        self._direction = task.scalar("direction")
+
+    def _task_reward(
+        self, x: float, y: float, vx: float, vy: float
+    ) -> tuple[float, dict[str, Any]]:
+        forward = self._direction * vx
+        return forward, {"reward_forward": forward}
 
 
 class AntDirEnv(_AntTask):

@@ -9,7 +9,7 @@ from typing import Any
 
 import gymnasium
 
-from envs.ant import ANT_DIR, ANT_GOAL
+from envs.ant import ANT_DIR, ANT_FWD_BACK, ANT_GOAL, ANT_VEL
 from envs.base import MetaEnv, sharing_models
 from envs.half_cheetah import HALF_CHEETAH_DIR, HALF_CHEETAH_VEL
 from envs.manipulation import PICK_PLACE, PICK_PLACE_PARAMS, PUSH, REACH
@@ -40,6 +40,8 @@ FAMILIES: dict[str, FamilyEntry] = {
         FamilyEntry(POINT_NAV_2D, "envs.point_nav:PointNav2DEnv"),
         FamilyEntry(HALF_CHEETAH_VEL, "envs.half_cheetah:HalfCheetahVelEnv"),
         FamilyEntry(HALF_CHEETAH_DIR, "envs.half_cheetah:HalfCheetahDirEnv"),
+        FamilyEntry(ANT_VEL, "envs.ant:AntVelEnv"),
+        FamilyEntry(ANT_FWD_BACK, "envs.ant:AntFwdBackEnv"),
         FamilyEntry(ANT_DIR, "envs.ant:AntDirEnv"),
         FamilyEntry(ANT_GOAL, "envs.ant:AntGoalEnv"),
         FamilyEntry(HOPPER_PARAMS, "envs.physics:HopperParamsEnv"),

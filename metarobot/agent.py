@@ -3,24 +3,33 @@
 It lives in the core so that the sampler and evaluation need no agent package. The training
 loop, evaluation and the CLI only ever talk to this interface:
 
-1. sample train episodes with the meta-parameters, ``params = agent.adapt(episodes)``;
-2. repeat with the adapted parameters, ``params = agent.adapt(episodes, params)``, for
-   ``agent.num_inner_steps`` steps in all;
-3. sample validation episodes with the final ``params``;
+1. sample train episodes with the meta-parameters, ``adaptation = agent.adapt(episodes)``;
+2. sample with ``adaptation.params`` and adapt again, passing the last step's result back,
+   ``adaptation = agent.adapt(episodes, adaptation)``, for ``agent.num_inner_steps`` steps in all;
+3. sample validation episodes with the final ``adaptation.params``;
 4. ``metrics = agent.meta_update(MetaBatch(train=[...], valid=...))``.
+
+An :class:`Adaptation` carries the per-task parameters that samplers consume and, beside them,
+whatever per-task state the agent's inner loop keeps from one step to the next (a critic,
+optimizer moments), opaque to every caller. The run layer hands every agent its environments
+once (:meth:`Agent.use_environments`), for the few that step environments of their own.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import asdict, fields
-from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 import torch
 
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params
+from metarobot.tasks import TaskFamily
+
+if TYPE_CHECKING:  # the sampler imports this module for Adaptation: no import cycle at run time
+    from metarobot.sampling import EnvFn
 
 
 class DataclassInstance(Protocol):
@@ -30,6 +39,23 @@ class DataclassInstance(Protocol):
 
 
 ConfigT = TypeVar("ConfigT", bound=DataclassInstance)
+StateT = TypeVar("StateT")
+
+
+@dataclass(frozen=True)
+class Adaptation(Generic[StateT]):
+    """What one inner-loop step hands back for ``N`` tasks, and the next step takes in.
+
+    Attributes:
+        params: Detached per-task policy parameters with a leading axis ``N``: what the next
+            round of episodes is sampled with.
+        state: The agent's per-task state that the next step continues from (its own type,
+            opaque to callers: pass it back unchanged); ``None`` where the agent keeps none, and
+            before the first step.
+    """
+
+    params: Params
+    state: StateT
 
 
 class MetaBatch(NamedTuple):
@@ -106,21 +132,36 @@ class Agent(ABC, Generic[ConfigT]):
         """How many times the training loop calls :meth:`adapt` (and samples) per task."""
 
     @abstractmethod
-    def adapt(self, episodes: Episodes, params: Params | None = None) -> Params:
+    def adapt(self, episodes: Episodes, previous: Adaptation[Any] | None = None) -> Adaptation[Any]:
         """One inner-loop update for every task of ``episodes``.
 
         Args:
-            episodes: ``N`` tasks' episodes, sampled with ``params``.
-            params: Per-task parameters with a leading axis ``N``; ``None`` means the
-                meta-parameters.
+            episodes: ``N`` tasks' episodes, sampled with ``previous.params``.
+            previous: What the step before returned. For the first step: ``None`` (the
+                meta-parameters), or ``Adaptation(params, None)`` as samplers start their rounds
+                with the parameters they were given: a ``None`` state means no step yet, so the
+                agent starts its per-task state afresh.
 
         Returns:
-            Detached per-task adapted parameters with a leading axis ``N``, ready for sampling.
+            The adapted parameters (leading axis ``N``, detached, ready for sampling) and the
+            per-task state to pass back with them on the next step.
         """
 
     @abstractmethod
     def meta_update(self, batch: MetaBatch) -> dict[str, float]:
         """One outer-loop update of the meta-parameters; returns namespaced metrics."""
+
+    def use_environments(self, env_fn: EnvFn, family: TaskFamily, seed: int) -> None:
+        """Receive environments of the agent's own; :mod:`metarobot.run.build` calls it for all.
+
+        Meta-learners learn only from the episodes the protocol samples, so this does nothing;
+        baselines that pretrain by stepping environments themselves (multi-task PPO) override it.
+
+        Args:
+            env_fn: Factory of one env of the family that draws a train task at every reset.
+            family: The run's task family.
+            seed: Seeds whatever the agent does with them (derived from the run seed).
+        """
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: policy parameters and the config as plain values."""

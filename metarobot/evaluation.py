@@ -24,11 +24,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from metarobot.agent import Agent
-from metarobot.policies import Params, detach_params, expand_params
+from metarobot.agent import Adaptation, Agent
+from metarobot.policies import detach_params, expand_params
 from metarobot.sampling import Sampler
 from metarobot.seeding import derive_seed
 from metarobot.tasks import Task
@@ -278,11 +279,11 @@ def evaluate_protocol(
     success = np.empty((steps + 1, len(tasks)))
     for first in range(0, len(tasks), batch):
         chunk = tasks[first : first + batch]
-        params: Params = expand_params(meta, len(chunk))
+        adaptation: Adaptation[Any] = Adaptation(expand_params(meta, len(chunk)), None)
         for step in range(steps + 1):
             episodes = sampler.sample(
                 chunk,
-                params,
+                adaptation.params,
                 protocol.rollouts if step < steps else final,
                 seed=derive_seed(seed, step),
                 horizon=protocol.horizon,
@@ -292,7 +293,7 @@ def evaluate_protocol(
             returns[step, rows] = episodes.episode_returns().mean(dim=1).cpu().numpy()
             success[step, rows] = episodes.episode_success().float().mean(dim=1).cpu().numpy()
             if step < steps:
-                params = agent.adapt(episodes, params)
+                adaptation = agent.adapt(episodes, adaptation)
     return AdaptationResult(
         tasks,
         returns,

@@ -6,7 +6,13 @@ agent that differ only by seed (and by how they were executed) pool into one row
 values are put together and summarized as one sample, mean and 95% CI over the ``tasks x runs``
 values, as :func:`metarobot.evaluation.mean_ci` does over tasks. A comparison means something
 only on the same tasks with the same experience per step, so runs evaluated on different task
-sets, splits, numbers of steps, rollouts or horizons are refused rather than tabulated.
+sets, splits, numbers of steps, rollouts, horizons, protocols or software versions are refused
+rather than tabulated.
+
+Evaluations under Meta-World+'s protocol (``metarobot evaluate --protocol metaworld``, files
+``metaworld_<split>_iter<N>.json``) carry each task's skill: pooled rows keep them, and the report
+adds the success per skill after adaptation and the mean over skills, Meta-World+'s headline
+number, with the protocol and the software versions measured with.
 """
 
 from __future__ import annotations
@@ -23,12 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from metarobot.evaluation import AdaptationResult
+from metarobot.evaluation import AdaptationResult, adaptation_steps
 from metarobot.run.config import RunConfig, load_config
 from metarobot.tasks import Task
 
-EVAL_FILE = re.compile(r"(?P<split>train|test)_iter(?P<iteration>\d+)\.json")
-"""Names of the JSON files ``metarobot evaluate`` writes into a run's ``eval/`` folder."""
+DEFAULT_PROTOCOL = "maml"
+"""``metarobot evaluate``'s default protocol, the one whose files carry no prefix."""
+EVAL_FILE = re.compile(
+    r"(?:(?P<protocol>metaworld)_)?(?P<split>train|test)_iter(?P<iteration>\d+)\.json"
+)
+"""Names of the JSON files ``metarobot evaluate`` writes into a run's ``eval/`` folder (see
+:func:`evaluation_stem`)."""
 EXECUTION_FIELDS = (
     "seed",
     "device",
@@ -77,6 +88,7 @@ class RunEvaluation:
             "adaptation steps": self.result.returns.shape[0] - 1,
             "rollouts per step": self.result.rollouts,
             "horizon": self.config.horizon,
+            "protocol": self.result.protocol or "MAML paper's",
             "versions": self.result.versions,
         }
 
@@ -112,34 +124,48 @@ def task_set_id(tasks: Sequence[Task]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def find_evaluation(path: Path, split: str = "test") -> Path:
-    """The evaluation JSON for ``path``: the file itself, or a run's latest of ``split``.
+def evaluation_stem(split: str, iteration: int, protocol: str = DEFAULT_PROTOCOL) -> str:
+    """The file name, less its suffix, of an evaluation (what :data:`EVAL_FILE` matches).
+
+    Protocols other than the default are prefixed, so a run keeps a latest evaluation of each.
+    """
+    prefix = "" if protocol == DEFAULT_PROTOCOL else f"{protocol}_"
+    return f"{prefix}{split}_iter{iteration:06d}"
+
+
+def find_evaluation(path: Path, split: str = "test", protocol: str = DEFAULT_PROTOCOL) -> Path:
+    """The evaluation JSON for ``path``: the file itself, or a run's latest of split, protocol.
 
     Raises:
-        ValueError: ``path`` is neither an evaluation JSON nor a run with an evaluation.
+        ValueError: ``path`` is neither an evaluation JSON nor a run with such an evaluation.
     """
     if path.is_file():
         return path
     found = {
         int(match["iteration"]): candidate
-        for candidate in (path / "eval").glob(f"{split}_iter*.json")
-        if (match := EVAL_FILE.fullmatch(candidate.name)) and match["split"] == split
+        for candidate in (path / "eval").glob("*.json")
+        if (match := EVAL_FILE.fullmatch(candidate.name))
+        and match["split"] == split
+        and (match["protocol"] or DEFAULT_PROTOCOL) == protocol
     }
     if not found:
         raise ValueError(
-            f"{path} has no evaluation of the {split} split in {path / 'eval'}: run "
-            f"`metarobot evaluate {path} --split {split}` first, or pass --evaluate"
+            f"{path} has no evaluation of the {split} split under the {protocol} protocol in "
+            f"{path / 'eval'}: run `metarobot evaluate {path} --split {split} --protocol "
+            f"{protocol}` first, or pass --evaluate"
         )
     return found[max(found)]
 
 
-def load_evaluation(path: Path, split: str = "test") -> RunEvaluation:
+def load_evaluation(
+    path: Path, split: str = "test", protocol: str = DEFAULT_PROTOCOL
+) -> RunEvaluation:
     """Read a run's evaluation (see :func:`find_evaluation`) and the run's config.
 
     An evaluation JSON given directly must lie in its run's ``eval/`` folder, where
     ``metarobot evaluate`` writes it, since its agent is known only from the run's config.
     """
-    json_path = find_evaluation(path, split)
+    json_path = find_evaluation(path, split, protocol)
     match = EVAL_FILE.fullmatch(json_path.name)
     if match is None:
         raise ValueError(f"{json_path} is not named like an evaluation ({EVAL_FILE.pattern})")
@@ -157,7 +183,10 @@ def load_evaluation(path: Path, split: str = "test") -> RunEvaluation:
         success=np.asarray(data["success"], dtype=np.float64),
         rollouts=int(data["rollouts"]),
         label=str(data["label"]),
+        # Evaluations written before skills and protocols were recorded have neither.
+        groups=tuple(data.get("groups", ())),
         versions=dict(data.get("versions", {})),
+        protocol=str(data.get("protocol", "")),
     )
     return RunEvaluation(run_dir, json_path, int(match["iteration"]), config, agent_config, result)
 
@@ -178,8 +207,8 @@ def check_comparable(evaluations: Sequence[RunEvaluation]) -> None:
             for e in evaluations
         ]
         hint = (
-            "evaluate them alike, e.g. `metarobot report --evaluate --tasks N --adapt-steps K "
-            "--rollouts R --seed S RUN ...`"
+            "evaluate them alike, e.g. `metarobot report --evaluate --protocol P --tasks N "
+            "--adapt-steps K --rollouts R --seed S RUN ...`"
         )
         if "horizon" in differing or "family" in differing:
             hint = "runs of different families or horizons cannot be compared"
@@ -197,12 +226,16 @@ def pool(evaluations: Sequence[RunEvaluation]) -> list[AgentRow]:
         groups.setdefault(json.dumps(evaluation.variant, sort_keys=True), []).append(evaluation)
     rows = []
     for runs in groups.values():
+        first = runs[0].result
         pooled = AdaptationResult(
             tasks=[task for run in runs for task in run.result.tasks],
             returns=np.concatenate([run.result.returns for run in runs], axis=1),
             success=np.concatenate([run.result.success for run in runs], axis=1),
-            rollouts=runs[0].result.rollouts,
+            rollouts=first.rollouts,
             label=_label(runs[0], [group[0] for group in groups.values()]),
+            groups=tuple(group for run in runs for group in run.result.groups),
+            versions=first.versions,
+            protocol=first.protocol,
         )
         rows.append(AgentRow(pooled.label, runs, pooled))
     return rows
@@ -235,18 +268,45 @@ def comparison_table(rows: Sequence[AgentRow], metric: str) -> str:
     return "\n".join(lines)
 
 
+def skill_table(rows: Sequence[AgentRow]) -> str:
+    """A Markdown table of grouped rows: per agent, the success per skill after the last step.
+
+    The mean over skills comes first: it is the number Meta-World+ ranks agents by.
+    """
+    summaries = [{str(s["group"]): s for s in row.pooled.group_summary()} for row in rows]
+    columns = ["mean", *(name for name in summaries[0] if name != "mean")]
+    lines = [
+        "| agent | runs | mean over skills | " + " | ".join(columns[1:]) + " |",
+        "|---|---:|" + "---:|" * len(columns),
+    ]
+    for row, summary in zip(rows, summaries, strict=True):
+        cells = [
+            f"{summary[c]['success_mean']:.3f} ± {summary[c]['success_ci95']:.3f}" for c in columns
+        ]
+        lines.append(f"| {row.label} | {len(row.runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _has_success(rows: Sequence[AgentRow]) -> bool:
     return any(row.pooled.success.any() for row in rows)
 
 
 def describe_setting(rows: Sequence[AgentRow]) -> str:
-    """The common tasks and per-step budget of the compared runs, in a few words."""
-    setting = rows[0].runs[0].setting
+    """The common tasks and per-step budget of the compared runs, in a few words.
+
+    A stated protocol says the budget itself: its episodes and horizon may differ from the run's.
+    """
+    setting, result = rows[0].runs[0].setting, rows[0].runs[0].result
+    tasks = f"{setting['family']}: {setting['tasks']} {setting['split']} tasks"
+    if result.groups:
+        tasks += f" of {len(set(result.groups))} skills"
+    tasks += f" (set {setting['task set']})"
+    if result.protocol:
+        return f"{tasks}, {result.protocol}"
     steps = setting["rollouts per step"] * setting["horizon"]
     return (
-        f"{setting['family']}: {setting['tasks']} {setting['split']} tasks "
-        f"(set {setting['task set']}), {setting['rollouts per step']} rollouts x "
-        f"{setting['horizon']} steps = {steps:,} env steps per task and adaptation step"
+        f"{tasks}, {setting['rollouts per step']} rollouts x {setting['horizon']} steps = "
+        f"{steps:,} env steps per task and adaptation step"
     )
 
 
@@ -310,17 +370,33 @@ def _run_lines(rows: Sequence[AgentRow], out_dir: Path) -> list[str]:
 
 
 def report_markdown(rows: Sequence[AgentRow], plot: Path, out_dir: Path) -> str:
-    """The report: setting, return (and success) tables, the plot, and the runs behind rows."""
+    """The report: setting, return (and success) tables, the plot, and the runs behind rows.
+
+    Every report states the software versions the evaluations were measured with (Meta-World+
+    found unstated version changes made figures incomparable); grouped results (Meta-World+'s)
+    first get the success per skill.
+    """
+    pooled = rows[0].pooled
     lines = [
         f"# Adaptation report: {rows[0].runs[0].setting['family']}",
         "",
         describe_setting(rows) + ". Each cell: mean ± 95% CI after that many adaptation steps, "
         "over tasks and runs (seeds) pooled (normal approximation, n = tasks x runs).",
-        "",
-        "## Return",
-        "",
-        comparison_table(rows, "return"),
     ]
+    software = ", ".join(f"{name} {version}" for name, version in pooled.versions.items())
+    lines += ["", f"Software: {software or 'not recorded'}."]
+    if pooled.groups:
+        lines += [
+            "",
+            f"## Success per skill after {adaptation_steps(pooled.returns.shape[0] - 1)}",
+            "",
+            "Each skill's success rate over its tasks and runs; the mean over skills weighs "
+            "skills alike, as Meta-World+ reports it (its CI: the root sum of the skills' "
+            "squared CIs over their number).",
+            "",
+            skill_table(rows),
+        ]
+    lines += ["", "## Return", "", comparison_table(rows, "return")]
     if _has_success(rows):
         lines += ["", "## Success rate", "", comparison_table(rows, "success")]
     lines += ["", f"![adaptation curves]({_link(plot, out_dir)})", "", "## Runs", ""]

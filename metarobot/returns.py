@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from metarobot.episodes import Episodes
+from metarobot.threads import torch_threads
 
 
 def zero_padding(values: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -159,7 +160,12 @@ class LinearFeatureBaseline:
         coeffs = torch.zeros_like(moment)
         solved = torch.zeros(gram.shape[:1], dtype=torch.bool, device=gram.device)
         for _ in range(self.max_attempts):
-            solution, info = torch.linalg.solve_ex(gram + reg.view(-1, 1, 1) * eye, moment)
+            # One thread: torch's batched LU runs MKL's threaded getrf inside its own parallel
+            # loop over tasks, which with 2+ threads on a busy CPU spins for minutes and
+            # corrupts arguments ("Parameter 6 was incorrect on entry to DLASWP"); these
+            # systems (2 * obs_dim + 4 unknowns) take well under a millisecond on one core.
+            with torch_threads(1):
+                solution, info = torch.linalg.solve_ex(gram + reg.view(-1, 1, 1) * eye, moment)
             newly = (info == 0) & solution.isfinite().all(dim=-1) & ~solved
             coeffs = torch.where(newly.unsqueeze(-1), solution, coeffs)
             solved |= newly

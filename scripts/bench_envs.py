@@ -37,6 +37,8 @@ from metarobot.tasks import ParamValue, Task, TaskFamily
 REFERENCE = {
     "HalfCheetahVel": "HalfCheetah-v5",
     "HalfCheetahDir": "HalfCheetah-v5",
+    "AntVel": "Ant-v5",
+    "AntFwdBack": "Ant-v5",
     "AntDir": "Ant-v5",
     "AntGoal": "Ant-v5",
     "HopperParams": "Hopper-v5",

@@ -1,9 +1,10 @@
 """PPO baselines from Stable-Baselines3 behind the agent protocol: from scratch and multi-task.
 
 Reads top to bottom: the configs, the seeding helpers, the shared adaptation (one SB3 PPO
-update per adaptation step, per task), then the two agents, which differ only in what the
-meta-parameters are: a fresh random policy (``ppo-scratch``) or one policy pretrained with PPO
-on a stream of train tasks (``ppo-multitask``).
+update per adaptation step, per task, continuing the task's PPO run from the adaptation state),
+then the two agents, which differ only in what the meta-parameters are: a fresh random policy
+(``ppo-scratch``) or one policy pretrained with PPO on a stream of train tasks
+(``ppo-multitask``).
 
 What a baseline gets, in the terms of :mod:`metarobot.evaluation`: adaptation step ``k`` learns
 from exactly the rollouts the protocol sampled with the current parameters (``R`` episodes of
@@ -32,7 +33,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from agents.common import check_task_axis
 from agents.sb3.multitask_env import make_multitask_env
 from agents.sb3.transfer import actor_params, load_actor, rollout_buffer, sb3_policy_kwargs
-from metarobot.agent import Agent, MetaBatch, check_config
+from metarobot.agent import Adaptation, Agent, MetaBatch, check_config
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params, expand_params
 from metarobot.sampling import EnvFn
@@ -129,26 +130,29 @@ def isolated_rng(seed: int) -> Iterator[None]:
             random.setstate(python_state)
 
 
-def _fingerprint(tensors: Mapping[str, torch.Tensor]) -> bytes:
-    """A digest of tensors' values (names sorted), to recognize them when they come back."""
+def episodes_seed(episodes: Episodes) -> int:
+    """The seed of one task's update, drawn from its episodes' actions and rewards.
+
+    Adaptation thereby stays a function of its inputs alone: a task adapts the same on every
+    backend, whichever batch it is in and wherever (evaluation's batches, Ray's slices), which a
+    seed from the run and the task's position would not give.
+    """
     digest = hashlib.blake2b(digest_size=16)
-    for name in sorted(tensors):
+    for name, values in (("actions", episodes.actions), ("rewards", episodes.rewards)):
         digest.update(name.encode())
-        digest.update(tensors[name].detach().cpu().contiguous().numpy().tobytes())
-    return digest.digest()
+        digest.update(values.detach().cpu().contiguous().numpy().tobytes())
+    return int.from_bytes(digest.digest()[:4], "little")
 
 
-def _episodes_seed(episodes: Episodes) -> int:
-    """A seed drawn from the episodes themselves: adaptation stays a function of its inputs."""
-    digest = _fingerprint({"actions": episodes.actions, "rewards": episodes.rewards})
-    return int.from_bytes(digest[:4], "little")
-
-
-class _LearnerState(NamedTuple):
+class LearnerState(NamedTuple):
     """What a PPO run carries from one update to the next: actor-critic and Adam state."""
 
     policy: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
+
+
+TaskRuns = tuple[LearnerState, ...]
+"""Each task's PPO run after its latest update: the baselines' adaptation state."""
 
 
 class PPOBaseline(Agent[ConfigT]):
@@ -169,10 +173,8 @@ class PPOBaseline(Agent[ConfigT]):
     and entropy bonus). That is one iteration of SB3's own ``learn`` loop with ``n_steps`` equal
     to the rollouts' steps, except that the protocol's sampler collected them with the same
     policy. Each task keeps its critic and optimizer state across its adaptation steps: the
-    protocol passes only actor parameters between :meth:`adapt` calls, so the state of each
-    task's run is kept here, keyed by a digest of the actor parameters it produced, for the
-    runs of the latest :meth:`adapt` call (a new call continues the runs whose parameters it
-    receives and starts the others from the template).
+    runs after a step are the :class:`~metarobot.agent.Adaptation` state (:data:`TaskRuns`)
+    that the next step continues from, while the learner itself goes back to the template.
 
     The baselines do not meta-train through adaptation: :attr:`num_inner_steps` is 0, so the
     training loop samples only the validation rollouts of the meta-parameters (its
@@ -188,9 +190,8 @@ class PPOBaseline(Agent[ConfigT]):
         super().__init__(policy, config, device)
         self._environments: tuple[EnvFn, TaskFamily, int] | None = None
         self._learner: PPO | None = None
-        self._loaded: _LearnerState | None = None
+        self._loaded: LearnerState | None = None
         """A loaded template waiting for the learner (see :meth:`load_state_dict`)."""
-        self._runs: dict[bytes, _LearnerState] = {}
 
     @property
     def num_inner_steps(self) -> int:
@@ -198,7 +199,7 @@ class PPOBaseline(Agent[ConfigT]):
         return 0
 
     def use_environments(self, env_fn: EnvFn, family: TaskFamily, seed: int) -> None:
-        """Build the SB3 learner on ``family``'s train tasks (``metarobot.run.build`` calls it).
+        """Build the SB3 learner on ``family``'s train tasks; see ``Agent.use_environments``.
 
         Args:
             env_fn: Factory of one bare env of the family that draws a train task at every
@@ -220,32 +221,42 @@ class PPOBaseline(Agent[ConfigT]):
         return self._learner
 
     @torch.enable_grad()
-    def adapt(self, episodes: Episodes, params: Params | None = None) -> Params:
-        """One PPO update per task on its rollouts; see :meth:`metarobot.agent.Agent.adapt`."""
+    def adapt(
+        self, episodes: Episodes, previous: Adaptation[TaskRuns | None] | None = None
+    ) -> Adaptation[TaskRuns]:
+        """One PPO update per task on its rollouts; see :meth:`metarobot.agent.Agent.adapt`.
+
+        Each task's run continues from ``previous.state``, or starts from the template.
+        """
         learner = self.learner
-        if params is None:
-            params = expand_params(self.policy.meta_parameters(), episodes.num_tasks)
-        check_task_axis(params, episodes.num_tasks)
+        num_tasks = episodes.num_tasks
         template = self._snapshot()
-        runs: dict[bytes, _LearnerState] = {}
+        if previous is None:
+            params = expand_params(self.policy.meta_parameters(), num_tasks)
+            runs: TaskRuns | None = None
+        else:
+            params, runs = previous.params, previous.state
+        check_task_axis(params, num_tasks)
         adapted: list[Params] = []
+        continued: list[LearnerState] = []
         try:
-            for task in range(episodes.num_tasks):
-                start = {name: p[task].detach() for name, p in params.items()}
-                self._restore(self._runs.get(_fingerprint(start), template))
-                load_actor(learner.policy, self.policy, start)
+            for task in range(num_tasks):
+                self._restore(template if runs is None else runs[task])
+                load_actor(
+                    learner.policy, self.policy, {name: p[task] for name, p in params.items()}
+                )
                 task_episodes = episodes.task(task)
                 learner.rollout_buffer = rollout_buffer(
                     learner.policy, task_episodes, self.config.gamma, self.config.gae_lambda
                 )
-                with isolated_rng(_episodes_seed(task_episodes)):
+                with isolated_rng(episodes_seed(task_episodes)):
                     learner.train()
                 adapted.append(actor_params(learner.policy, self.policy))
-                runs[_fingerprint(adapted[-1])] = self._snapshot()
+                continued.append(self._snapshot())
         finally:
             self._restore(template)
-        self._runs = runs
-        return {name: torch.stack([p[name] for p in adapted]).to(self.device) for name in params}
+        stacked = {name: torch.stack([p[name] for p in adapted]).to(self.device) for name in params}
+        return Adaptation(stacked, tuple(continued))
 
     def state_dict(self) -> dict[str, Any]:
         """Policy and config, and the template's SB3 actor-critic and optimizer state."""
@@ -265,8 +276,7 @@ class PPOBaseline(Agent[ConfigT]):
         """
         config = self.config
         super().load_state_dict(state)
-        self._loaded = _LearnerState(state["sb3_policy"], state["sb3_optimizer"])
-        self._runs = {}
+        self._loaded = LearnerState(state["sb3_policy"], state["sb3_optimizer"])
         if self._learner is not None and self.config == config:
             self._apply_loaded()
             self._sync_actor()
@@ -321,13 +331,13 @@ class PPOBaseline(Agent[ConfigT]):
         """Put the meta-parameters into the learner's actor (the template's actor)."""
         load_actor(self.learner.policy, self.policy, self.policy.meta_parameters())
 
-    def _snapshot(self) -> _LearnerState:
+    def _snapshot(self) -> LearnerState:
         policy = self.learner.policy
-        return _LearnerState(
+        return LearnerState(
             copy.deepcopy(policy.state_dict()), copy.deepcopy(policy.optimizer.state_dict())
         )
 
-    def _restore(self, state: _LearnerState) -> None:
+    def _restore(self, state: LearnerState) -> None:
         policy = self.learner.policy
         policy.load_state_dict(state.policy)
         # Adam updates its moments in place: the stored state must not become the live one.

@@ -33,6 +33,15 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("evaluate", help="measure adaptation on unseen tasks")
     parser.add_argument("run_dir", type=Path, help="a run directory written by `metarobot train`")
     parser.add_argument("--split", choices=("test", "train"), default="test")
+    add_protocol_argument(parser)
+    add_evaluation_arguments(parser)
+    parser.add_argument("--checkpoint", type=int, help="iteration to load (default: latest)")
+    parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/eval)")
+    parser.set_defaults(run=run)
+
+
+def add_protocol_argument(parser: Any) -> None:
+    """Add ``--protocol``; ``metarobot report`` shares it, to read and write the same files."""
     parser.add_argument(
         "--protocol",
         choices=PROTOCOLS,
@@ -41,6 +50,10 @@ def add_parser(commands: Any) -> None:
         "first --tasks tasks of each skill of the split, one step on 10 episodes, success over "
         "3 episodes of 500 steps, per skill)",
     )
+
+
+def add_evaluation_arguments(parser: Any) -> None:
+    """Add the tasks and budget of an evaluation; ``metarobot report --evaluate`` shares them."""
     parser.add_argument(
         "--tasks",
         type=int,
@@ -52,20 +65,17 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--rollouts", type=int, help="episodes per task and step (default: run's; metaworld: 10)"
     )
-    parser.add_argument("--checkpoint", type=int, help="iteration to load (default: latest)")
     parser.add_argument("--seed", type=int, default=EVAL_SEED, help="seed of tasks and rollouts")
     parser.add_argument("--device", choices=("cpu", "cuda"))
-    parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/eval)")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the table and file paths."""
     from metarobot.evaluation import METAWORLD_PLUS, Protocol, evaluate_protocol, write_results
+    from metarobot.report import evaluation_stem
     from metarobot.run.directory import load_run
 
-    # `metarobot report --evaluate` calls this with its own arguments, which have no --protocol.
-    metaworld = getattr(args, "protocol", "maml") == "metaworld"
+    metaworld = args.protocol == "metaworld"
     # Meta-World+ runs 500-step episodes whatever the run trained with.
     overrides = {"horizon": METAWORLD_PLUS.horizon} if metaworld else {}
     parts, iteration = load_run(args.run_dir, args.checkpoint, args.device, **overrides)
@@ -89,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         parts.close()
     out = args.out or args.run_dir / "eval"
-    stem = f"{'metaworld_' * metaworld}{args.split}_iter{iteration:06d}"
+    stem = evaluation_stem(args.split, iteration, args.protocol)
     paths = write_results(result, out, stem)
     paths.append(write_markdown(result.table(), paths, out / f"{stem}.md", args.run_dir / "videos"))
     print(result.table())

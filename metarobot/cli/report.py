@@ -18,27 +18,24 @@ def add_parser(commands: Any) -> None:
         "runs",
         nargs="+",
         type=Path,
-        help="run directories (their latest evaluation of --split) or evaluation JSON files",
+        help="run directories (their latest evaluation of --split under --protocol) or "
+        "evaluation JSON files",
     )
     parser.add_argument("--out", type=Path, default=Path("report"), help="output folder")
     parser.add_argument("--split", choices=("test", "train"), default="test")
+    evaluate.add_protocol_argument(parser)
     parser.add_argument(
         "--evaluate",
         action="store_true",
         help="first evaluate each run's latest checkpoint, as `metarobot evaluate` does",
     )
-    group = parser.add_argument_group("with --evaluate")
-    group.add_argument("--tasks", type=int, default=evaluate.EVAL_TASKS, help="number of tasks")
-    group.add_argument("--adapt-steps", type=int, default=3, help="largest number of steps K")
-    group.add_argument("--rollouts", type=int, help="episodes per task and step (default: run's)")
-    group.add_argument("--seed", type=int, default=evaluate.EVAL_SEED, help="tasks and rollouts")
-    group.add_argument("--device", choices=("cpu", "cuda"))
+    evaluate.add_evaluation_arguments(parser.add_argument_group("with --evaluate"))
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate if asked, pool runs by agent, write the report and print its return table."""
-    from metarobot.report import comparison_table, load_evaluation, pool, write_report
+    """Evaluate if asked, pool runs by agent, write the report and print its headline table."""
+    from metarobot.report import comparison_table, load_evaluation, pool, skill_table, write_report
 
     if args.evaluate:
         for run_dir in args.runs:
@@ -47,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
                     **{**vars(args), "run_dir": run_dir, "checkpoint": None, "out": None}
                 )
             )
-    rows = pool([load_evaluation(path, args.split) for path in args.runs])
+    rows = pool([load_evaluation(path, args.split, args.protocol) for path in args.runs])
     paths = write_report(rows, args.out)
-    print(comparison_table(rows, "return"))
+    # Meta-World+ reports success per skill; the MAML paper, return.
+    print(skill_table(rows) if rows[0].pooled.groups else comparison_table(rows, "return"))
     print("\nwrote " + ", ".join(str(p) for p in paths))
     return 0

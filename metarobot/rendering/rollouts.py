@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from metarobot.policies import GaussianMLPPolicy, Params, expand_params
+from metarobot.agent import Adaptation
+from metarobot.policies import GaussianMLPPolicy, Params, detach_params, expand_params
 from metarobot.rendering.compose import (
     GridLayout,
     PanelLabel,
@@ -207,7 +208,8 @@ def render_rollouts(
         raise ValueError(f"rollouts must be >= 1, got {rollouts}")
     parts.family.validate(task)
     agent = parts.agent
-    params = expand_params({k: v.detach() for k, v in agent.policy.meta_parameters().items()}, 1)
+    meta = expand_params(detach_params(agent.policy.meta_parameters()), 1)
+    adaptation: Adaptation[Any] = Adaptation(meta, None)
     stage = Stage(parts.config.family, task, width, height, parts.config.horizon)
     filmed = []
     total = len(steps) * stage.env.horizon + steps[-1]
@@ -217,14 +219,16 @@ def render_rollouts(
                 if step in steps:
                     bar.set_description(f"film after {step} adaptation steps")
                     filmed.append(
-                        _play(stage, agent.policy, params, step, seed, deterministic, bar)
+                        _play(
+                            stage, agent.policy, adaptation.params, step, seed, deterministic, bar
+                        )
                     )
                 if step < steps[-1]:
                     bar.set_description(f"adaptation step {step + 1}")
                     episodes = parts.sampler.sample(
-                        [task], params, rollouts, seed=derive_seed(seed, step)
+                        [task], adaptation.params, rollouts, seed=derive_seed(seed, step)
                     )
-                    params = agent.adapt(episodes, params)
+                    adaptation = agent.adapt(episodes, adaptation)
                     bar.update()
     finally:
         stage.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 
@@ -21,14 +21,6 @@ from metarobot.sampling import EnvFn, Sampler, make_sampler
 from metarobot.seeding import AGENT_ENVIRONMENTS, INITIAL_WEIGHTS, derive_seed
 from metarobot.tasks import TaskFamily
 from metarobot.threads import set_cpu_threads
-
-
-@runtime_checkable
-class UsesEnvironments(Protocol):
-    """An agent that also steps environments of its own (multi-task PPO pretrains on them)."""
-
-    def use_environments(self, env_fn: EnvFn, family: TaskFamily, seed: int) -> None:
-        """Receive a factory of envs that draw a train task at every reset, the family, a seed."""
 
 
 @dataclass
@@ -77,10 +69,9 @@ def build(config: RunConfig, agent_config: Any = None) -> RunParts:
     policy = GaussianMLPPolicy(obs_dim, act_dim, config.hidden_sizes)
     agent = agents.make_agent(config.agent, policy, agent_config, config.device)
     env_fn = sampler_env_fn(config.family, config.horizon)
-    if isinstance(agent, UsesEnvironments):
-        own_env_fn = functools.partial(
-            envs.make, config.family, horizon=config.horizon, resample_tasks=True
-        )
-        agent.use_environments(own_env_fn, family, derive_seed(config.seed, AGENT_ENVIRONMENTS))
+    own_env_fn = functools.partial(
+        envs.make, config.family, horizon=config.horizon, resample_tasks=True
+    )
+    agent.use_environments(own_env_fn, family, derive_seed(config.seed, AGENT_ENVIRONMENTS))
     sampler = make_sampler(config.backend, env_fn, agent.policy, config.workers)
     return RunParts(config, family, agent, sampler)

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 
 import agents
-from metarobot.agent import Agent
+from metarobot.agent import Adaptation, Agent
 from metarobot.episodes import Episodes
-from metarobot.policies import GaussianMLPPolicy, Params
+from metarobot.policies import GaussianMLPPolicy
 from metarobot.run.config import RunConfig
 
 
@@ -32,9 +32,9 @@ class AgentAdaptation:
         self.agent = agent
         self.config = config
 
-    def __call__(self, episodes: Episodes, params: Params) -> Params:
+    def __call__(self, episodes: Episodes, previous: Adaptation[Any]) -> Adaptation[Any]:
         """One inner-loop update (see :meth:`metarobot.agent.Agent.adapt`)."""
-        return self.agent.adapt(episodes, params)
+        return self.agent.adapt(episodes, previous)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         policy = self.agent.policy

@@ -19,12 +19,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 from torch.distributions import Normal
 
+from metarobot.agent import Adaptation
 from metarobot.episodes import Episodes
 from metarobot.policies import Params
 from metarobot.sampling.environments import EnvFn, EnvSpec
@@ -65,8 +66,8 @@ class SamplerStats:
         return self.env_steps / self.seconds if self.seconds > 0 else 0.0
 
 
-Adapt = Callable[[Episodes, Params], Params]
-"""An inner-loop update: episodes sampled with per-task parameters -> adapted parameters."""
+Adapt = Callable[[Episodes, Adaptation[Any]], Adaptation[Any]]
+"""An inner-loop update: episodes sampled with an adaptation's parameters -> the next one."""
 
 
 class NonFiniteParametersError(ValueError):
@@ -229,9 +230,10 @@ class Sampler(ABC):
         """Sample, adapt, sample again: one ``Episodes`` per seed, adapted in between.
 
         Round ``k`` is sampled with ``seeds[k]`` and the parameters after ``k`` calls of
-        ``adapt``, which receives the episodes of the round before and their parameters. This
-        is the data of one meta-training iteration: the adaptation rounds, then the validation
-        round (the last).
+        ``adapt``, which receives the episodes of the round before and the adaptation they were
+        sampled with: ``Adaptation(params, None)`` first, then what ``adapt`` returned, whose
+        state thus stays where adaptation runs. This is the data of one meta-training
+        iteration: the adaptation rounds, then the validation round (the last).
 
         Args:
             tasks: The ``N`` tasks.
@@ -249,11 +251,14 @@ class Sampler(ABC):
         """
         if not on_workers:
             rounds: list[Episodes] = []
+            adaptation: Adaptation[Any] = Adaptation(params, None)
             for seed in seeds:
                 if rounds:
-                    params = adapt(rounds[-1], params)
+                    adaptation = adapt(rounds[-1], adaptation)
                 rounds.append(
-                    self.sample(tasks, params, episodes_per_task, seed, horizon, first_task)
+                    self.sample(
+                        tasks, adaptation.params, episodes_per_task, seed, horizon, first_task
+                    )
                 )
             return rounds
         if not self.adapts_on_workers:

@@ -131,8 +131,9 @@ class RaySampler(SliceSampler):
         """Run ``collect`` on every slice's actor, replacing dead actors.
 
         With ``request.adapt`` (``sample_adaptation(on_workers=True)``), each actor samples,
-        adapts and samples again for its slice with the parameters sent once, on its CPU;
-        ``adapt`` goes to the actors pickled, once per call, through the object store.
+        adapts and samples again for its slice with the parameters sent once, on its CPU, and
+        the agent's per-task state passes from one step to the next there; ``adapt`` goes to
+        the actors pickled, once per call, through the object store.
         """
         ray = self._ray
         params_ref = ray.put(params)

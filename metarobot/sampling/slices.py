@@ -19,10 +19,12 @@ import pickle
 import time
 from abc import abstractmethod
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 import torch
 
+from metarobot.agent import Adaptation
 from metarobot.episodes import Episodes
 from metarobot.policies import Params
 from metarobot.sampling.base import Adapt, BatchedPolicy, Request, Sampler, SamplerStats
@@ -228,5 +230,5 @@ class SliceWorker:
         self._sampler.close()
 
 
-def _no_adaptation(episodes: Episodes, params: Params) -> Params:
+def _no_adaptation(episodes: Episodes, previous: Adaptation[Any]) -> Adaptation[Any]:
     raise AssertionError("a one-round request never adapts")

@@ -1,5 +1,6 @@
 """SB3 PPO baselines: weight transfer, step budgets, the task-resampling env, adaptation, resume."""
 
+import copy
 import functools
 from collections.abc import Iterator
 from dataclasses import replace
@@ -12,9 +13,9 @@ from stable_baselines3.common.env_checker import check_env
 import envs
 from agents import AGENTS, PPOMultiTask, PPOScratch
 from agents.sb3 import make_multitask_env
-from agents.sb3.ppo import isolated_rng
+from agents.sb3.ppo import episodes_seed, isolated_rng
 from agents.sb3.transfer import actor_params, load_actor, rollout_buffer
-from metarobot.agent import MetaBatch
+from metarobot.agent import Adaptation, MetaBatch
 from metarobot.policies import GaussianMLPPolicy, Params, expand_params
 from metarobot.run.build import RunParts, build, resolve
 from metarobot.run.checkpoints import load_checkpoint, save_checkpoint
@@ -108,8 +109,8 @@ def test_adapt_is_ppo_per_task_and_keeps_the_template(scratch: RunParts) -> None
     assert agent.num_inner_steps == 0
     before = agent.state_dict()
     episodes = sample(scratch)
-    adapted = agent.adapt(episodes)
-    again = agent.adapt(episodes)
+    adapted = agent.adapt(episodes).params
+    again = agent.adapt(episodes).params
     for name, meta in agent.policy.meta_parameters().items():
         assert adapted[name].shape == (2, *meta.shape)
         assert not torch.equal(adapted[name][0], adapted[name][1])  # each task its own update
@@ -121,15 +122,43 @@ def test_adapt_is_ppo_per_task_and_keeps_the_template(scratch: RunParts) -> None
     assert agent.meta_update(MetaBatch(train=[], valid=episodes)) == {}
 
 
-def test_adapted_params_continue_their_task_run(scratch: RunParts) -> None:
-    """A second step continues each task's PPO run (critic, Adam), unless its params are new."""
+def test_a_second_step_continues_each_tasks_ppo_run_from_the_state(scratch: RunParts) -> None:
+    """Two steps through the state are two PPO updates of one run per task, done by hand here."""
     agent = scratch.agent
-    first = agent.adapt(sample(scratch, seed=1))
-    second = sample(scratch, first, seed=2)
-    continued = agent.adapt(second, first)
-    agent.adapt(sample(scratch, seed=3))  # forget the runs of `first`
-    restarted = agent.adapt(second, first)
-    assert not torch.equal(continued["log_std"], restarted["log_std"])
+    rounds = [sample(scratch, seed=1)]
+    first = agent.adapt(rounds[0])
+    rounds.append(sample(scratch, first.params, seed=2))
+    continued = agent.adapt(rounds[1], first)
+
+    learner, config = agent.learner.policy, agent.config
+    template = copy.deepcopy((learner.state_dict(), learner.optimizer.state_dict()))
+
+    def restore_template() -> None:
+        learner.load_state_dict(template[0])
+        learner.optimizer.load_state_dict(copy.deepcopy(template[1]))
+
+    for task in range(2):
+        restore_template()
+        for episodes in rounds:  # one run: its critic and Adam moments go on to the second step
+            task_episodes = episodes.task(task)
+            agent.learner.rollout_buffer = rollout_buffer(
+                learner, task_episodes, config.gamma, config.gae_lambda
+            )
+            with isolated_rng(episodes_seed(task_episodes)):
+                agent.learner.train()
+        for name, value in actor_params(learner, agent.policy).items():
+            torch.testing.assert_close(continued.params[name][task], value, rtol=0, atol=0)
+        for name, value in learner.state_dict().items():
+            torch.testing.assert_close(continued.state[task].policy[name], value, rtol=0, atol=0)
+    restore_template()
+
+    # The state is passed back, never changed: the same step again gives the same result; without
+    # it, each task's run starts again from the template (a fresh critic and Adam).
+    again = agent.adapt(rounds[1], first)
+    restarted = agent.adapt(rounds[1], Adaptation(first.params, None))
+    for name, value in continued.params.items():
+        torch.testing.assert_close(again.params[name], value, rtol=0, atol=0)
+        assert not torch.equal(restarted.params[name], value)
 
 
 def resampling_env_fn(**kwargs):

@@ -8,7 +8,7 @@ import torch
 from agents import AGENTS, LEO, LEOConfig, make_agent
 from agents.common import policy_gradient_loss
 from agents.leo import kl_to_standard_normal, orthogonality_penalty
-from metarobot.agent import MetaBatch
+from metarobot.agent import Adaptation, MetaBatch
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, expand_params
 from metarobot.returns import compute_advantages
@@ -40,7 +40,8 @@ def test_latent_inner_step_is_a_gradient_step_on_z_only() -> None:
     episodes = sample_episodes(agent.policy, seed=1)
     before = agent_state(agent)
 
-    adapted = agent.adapt(episodes)
+    adaptation = agent.adapt(episodes)
+    adapted = adaptation.params
 
     mean, _ = agent.encode(episodes)
     z = mean.detach().requires_grad_()
@@ -51,6 +52,8 @@ def test_latent_inner_step_is_a_gradient_step_on_z_only() -> None:
     inner_lr = agent.latent.log_inner_lr.exp().detach()
     torch.testing.assert_close(inner_lr, torch.full((SMALL.latent_dim,), 0.7, dtype=torch.float64))
     expected = agent.decode(z - inner_lr * grad)
+    # The adaptation state is the tasks' latent codes.
+    torch.testing.assert_close(adaptation.state, (z - inner_lr * grad).detach())
     meta = expand_params(agent.policy.meta_parameters(), episodes.num_tasks)
     for name, value in adapted.items():
         torch.testing.assert_close(value, expected[name].detach(), rtol=1e-9, atol=1e-12)
@@ -119,12 +122,13 @@ def test_adapting_an_adapted_policy_fine_tunes_its_output_layer() -> None:
     agent = make_leo(replace(SMALL, finetune_lr_init=0.1))
     episodes = sample_episodes(agent.policy, seed=5)
     unadapted = expand_params({k: v.detach() for k, v in agent.policy.meta_parameters().items()}, 3)
-    adapted = agent.adapt(episodes)
-    # Passing the meta-parameters explicitly (as the training loop does) means the same thing.
-    for name, value in agent.adapt(episodes, unadapted).items():
+    adaptation = agent.adapt(episodes)
+    adapted = adaptation.params
+    # Passing the meta-parameters explicitly (as the sampler does) means the same thing.
+    for name, value in agent.adapt(episodes, Adaptation(unadapted, None)).params.items():
         assert torch.equal(value, adapted[name])
 
-    further = agent.adapt(episodes, adapted)
+    further = agent.adapt(episodes, adaptation).params
 
     advantages = compute_advantages(episodes, agent.config.gamma, agent.config.gae_lambda)
     head = {name: adapted[name].clone().requires_grad_() for name in HEAD}
@@ -139,7 +143,7 @@ def test_adapting_an_adapted_policy_fine_tunes_its_output_layer() -> None:
             expected = expected - finetune_lr * grads[HEAD.index(name)]
         torch.testing.assert_close(value, expected, rtol=1e-9, atol=1e-12)
     no_finetuning = make_leo(replace(SMALL, finetune_steps=0))
-    for name, value in no_finetuning.adapt(episodes, adapted).items():
+    for name, value in no_finetuning.adapt(episodes, adaptation).params.items():
         assert torch.equal(value, adapted[name])
 
 
@@ -170,9 +174,9 @@ def test_meta_update_changes_what_adaptation_produces() -> None:
     agent = make_leo(replace(SMALL, outer_lr=1e-2))
     batch = sample_meta_batch(agent, seed=7)
     # Shared layers come back as broadcast views of the live parameters: keep a copy.
-    before = {name: value.clone() for name, value in agent.adapt(batch.train[0]).items()}
+    before = {name: value.clone() for name, value in agent.adapt(batch.train[0]).params.items()}
     metrics = agent.meta_update(batch)
-    after = agent.adapt(batch.train[0])
+    after = agent.adapt(batch.train[0]).params
     assert all(math.isfinite(v) for v in metrics.values())
     assert all(not torch.equal(before[name], after[name]) for name in before)
 
@@ -218,9 +222,9 @@ def test_registry_and_config_validation() -> None:
 def test_agent_computes_on_its_device_and_its_checkpoint_loads_on_cpu() -> None:
     agent = LEO(GaussianMLPPolicy(2, 1, hidden_sizes=(4,)), SMALL, device="cuda")
     train = sample_episodes(GaussianMLPPolicy(2, 1, hidden_sizes=(4,)), seed=70)
-    assert all(p.is_cuda for p in agent.adapt(train).values())
+    assert all(p.is_cuda for p in agent.adapt(train).params.values())
     agent.meta_update(MetaBatch(train=[train], valid=train))
     on_cpu = LEO(GaussianMLPPolicy(2, 1, hidden_sizes=(4,)), SMALL)
     on_cpu.load_state_dict(through_a_file(agent.state_dict()))
-    for name, value in agent.adapt(train).items():
-        torch.testing.assert_close(on_cpu.adapt(train)[name], value.cpu())
+    for name, value in agent.adapt(train).params.items():
+        torch.testing.assert_close(on_cpu.adapt(train).params[name], value.cpu())

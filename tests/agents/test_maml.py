@@ -1,11 +1,12 @@
 import io
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import torch
 
 from agents import AGENTS, MAML, MAMLConfig, make_agent
-from metarobot.agent import MetaBatch
+from metarobot.agent import Adaptation, Agent, MetaBatch
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params, expand_params
 from metarobot.returns import compute_advantages, task_mean
@@ -46,14 +47,16 @@ def sample_episodes(
     )
 
 
-def sample_meta_batch(agent: MAML, seed: int) -> MetaBatch:
+def sample_meta_batch(agent: Agent[Any], seed: int) -> MetaBatch:
     """Train episodes for each inner step with the parameters before it, then valid episodes."""
     train = []
     params = None
+    adaptation = None
     for step in range(agent.num_inner_steps):
         episodes = sample_episodes(agent.policy, seed + step, params)
         train.append(episodes)
-        params = agent.adapt(episodes, params)
+        adaptation = agent.adapt(episodes, adaptation)
+        params = adaptation.params
     return MetaBatch(train=train, valid=sample_episodes(agent.policy, seed + 100, params))
 
 
@@ -89,7 +92,7 @@ def test_inner_step_equals_hand_computed_policy_gradient_per_task(start_from: st
     start = starts[start_from]
     # Sampling code calls adapt under no_grad: the step must still happen.
     with torch.no_grad():
-        adapted = agent.adapt(episodes, start)
+        adapted = agent.adapt(episodes, None if start is None else Adaptation(start, None)).params
     for i in range(N):
         task = episodes.task(i)
         advantages = compute_advantages(task, config.gamma, config.gae_lambda)
@@ -116,7 +119,7 @@ def test_inner_step_of_a_task_ignores_the_other_tasks() -> None:
         infos={},
         unstable=episodes.unstable,
     )
-    adapted, adapted_mixed = agent.adapt(episodes), agent.adapt(mixed)
+    adapted, adapted_mixed = agent.adapt(episodes).params, agent.adapt(mixed).params
     for name in adapted:
         torch.testing.assert_close(adapted[name][1:], adapted_mixed[name][1:])
         assert not torch.allclose(adapted[name][0], adapted_mixed[name][0])
@@ -126,15 +129,16 @@ def test_adapt_rejects_params_without_task_axis() -> None:
     policy = GaussianMLPPolicy(2, 1, hidden_sizes=(3,))
     agent = MAML(policy)
     with pytest.raises(ValueError, match="leading task axis of size 3"):
-        agent.adapt(sample_episodes(policy, seed=0), policy.meta_parameters())
+        agent.adapt(sample_episodes(policy, seed=0), Adaptation(policy.meta_parameters(), None))
 
 
 def post_adaptation_surrogate(agent: MAML, batch: MetaBatch, old_log_probs: torch.Tensor) -> float:
     """The MAML-TRPO surrogate at the policy's current meta-parameters, built from public parts."""
-    params = None
+    adaptation = None
     for episodes in batch.train:
-        params = agent.adapt(episodes, params)
-    assert params is not None
+        adaptation = agent.adapt(episodes, adaptation)
+    assert adaptation is not None
+    params = adaptation.params
     valid = batch.valid
     log_probs = agent.policy.batched_distribution(valid.observations, params).log_prob(
         valid.actions
@@ -186,7 +190,7 @@ def test_first_order_meta_gradient_is_gradient_at_adapted_params_summed_over_tas
     policy = GaussianMLPPolicy(2, 1, hidden_sizes=(3,)).double()
     agent = MAML(policy, MAMLConfig(first_order=True, inner_lr=0.5))
     batch = sample_meta_batch(agent, seed=20)
-    adapted = {k: v.requires_grad_() for k, v in agent.adapt(batch.train[0]).items()}
+    adapted = {k: v.requires_grad_() for k, v in agent.adapt(batch.train[0]).params.items()}
     valid = batch.valid
     log_probs = policy.batched_distribution(valid.observations, adapted).log_prob(valid.actions)
     ratio = (log_probs.sum(-1) - valid.log_probs).exp()
@@ -277,12 +281,12 @@ def test_meta_update_lowers_surrogate_within_trust_region(first_order: bool) -> 
     config = MAMLConfig(first_order=first_order, max_kl=0.01)
     agent = MAML(policy, config)
     batch = sample_meta_batch(agent, seed=30)
-    old_params = agent.adapt(batch.train[0])
+    old_params = agent.adapt(batch.train[0]).params
     before = {k: v.detach().clone() for k, v in policy.meta_parameters().items()}
 
     metrics = agent.meta_update(batch)
 
-    new_params = agent.adapt(batch.train[0])
+    new_params = agent.adapt(batch.train[0]).params
     kl = mean_kl(policy, batch.valid, old_params, new_params)
     surrogate = post_adaptation_surrogate(agent, batch, batch.valid.log_probs)
     assert metrics["losses/line_search_accepted"] == 1.0
@@ -333,8 +337,8 @@ def test_state_dict_round_trip_through_a_checkpoint() -> None:
     assert restored.config == agent.config
     for name, value in agent.policy.state_dict().items():
         assert torch.equal(restored.policy.state_dict()[name], value)
-    for name, value in agent.adapt(batch.train[0]).items():
-        assert torch.equal(restored.adapt(batch.train[0])[name], value)
+    for name, value in agent.adapt(batch.train[0]).params.items():
+        assert torch.equal(restored.adapt(batch.train[0]).params[name], value)
 
 
 def test_registry_builds_agents_by_name_and_rejects_bad_input() -> None:
@@ -362,7 +366,7 @@ def test_agent_computes_on_its_device_with_cpu_episodes() -> None:
     agent = MAML(GaussianMLPPolicy(2, 1, hidden_sizes=(8,)), device="cuda")
     assert next(agent.policy.parameters()).is_cuda
     train = sample_episodes(GaussianMLPPolicy(2, 1, hidden_sizes=(8,)), seed=70)
-    params = agent.adapt(train)
+    params = agent.adapt(train).params
     assert all(p.is_cuda for p in params.values())
     valid = sample_episodes(GaussianMLPPolicy(2, 1, hidden_sizes=(8,)), seed=71)
     metrics = agent.meta_update(MetaBatch(train=[train], valid=valid))

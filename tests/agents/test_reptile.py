@@ -9,11 +9,16 @@ import torch
 import metarobot.run.training as training
 from agents import AGENTS, Reptile, ReptileConfig, make_agent
 from agents.common import clipped_surrogate_loss
-from metarobot.agent import MetaBatch
+from metarobot.agent import Adaptation, MetaBatch
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, Params
 from metarobot.returns import compute_advantages
-from tests.agents.test_maml import linear_policy_gradient, sample_episodes, sample_meta_batch
+from tests.agents.test_maml import (
+    N,
+    linear_policy_gradient,
+    sample_episodes,
+    sample_meta_batch,
+)
 from tests.metarobot.run.test_training import TINY
 
 
@@ -72,9 +77,11 @@ def test_meta_update_replays_the_inner_loop_the_sampler_used() -> None:
     agent = Reptile(policy, ReptileConfig(num_inner_steps=3, inner_epochs=2, epsilon_start=1.0))
     train: list[Episodes] = []
     params: Params | None = None
+    adaptation = None
     for step in range(agent.num_inner_steps):
         train.append(sample_episodes(policy, seed=step, params=params))
-        params = agent.adapt(train[-1], params)
+        adaptation = agent.adapt(train[-1], adaptation)
+        params = adaptation.params
     assert params is not None
     valid = sample_episodes(policy, seed=9, params=params)
     agent.meta_update(MetaBatch(train=train, valid=valid))
@@ -103,10 +110,11 @@ def test_batched_adam_ppo_round_equals_separate_per_task_rounds() -> None:
     start = {k: v.expand(episodes.num_tasks, *v.shape).clone() for k, v in start.items()}
     start_copy = {k: v.clone() for k, v in start.items()}
 
-    adapted = agent.adapt(episodes, start)
+    adapted = agent.adapt(episodes, Adaptation(start, None)).params
 
     for i in range(episodes.num_tasks):
-        alone = agent.adapt(episodes.task(i), {k: v[i : i + 1] for k, v in start.items()})
+        alone_start = Adaptation({k: v[i : i + 1] for k, v in start.items()}, None)
+        alone = agent.adapt(episodes.task(i), alone_start).params
         for name, value in adapted.items():
             torch.testing.assert_close(value[i], alone[name][0], rtol=1e-9, atol=1e-12)
             assert not torch.equal(value[i], start[name][i])
@@ -115,6 +123,40 @@ def test_batched_adam_ppo_round_equals_separate_per_task_rounds() -> None:
         assert torch.equal(start[name], start_copy[name])
     for name, value in snapshot(policy).items():
         assert torch.equal(value, meta[name])
+
+
+def test_inner_adam_moments_last_over_a_tasks_rounds() -> None:
+    """As in the paper, one Adam serves a task's whole inner loop: the state carries it on."""
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 1, hidden_sizes=(5,)).double()
+    config = ReptileConfig(num_inner_steps=2, inner_epochs=2, inner_lr=0.05)
+    agent = Reptile(policy, config)
+    rounds = [sample_episodes(policy, seed=11)]
+    first = agent.adapt(rounds[0])
+    rounds.append(sample_episodes(policy, seed=12, params=first.params))
+    second = agent.adapt(rounds[1], first)
+
+    meta = policy.meta_parameters()
+    current = {k: v.detach().expand(N, *v.shape).clone().requires_grad_() for k, v in meta.items()}
+    betas = (config.adam_beta1, config.adam_beta2)
+    adam = torch.optim.Adam(current.values(), lr=config.inner_lr, betas=betas)
+    for episodes in rounds:
+        advantages = compute_advantages(episodes, config.gamma, config.gae_lambda)
+        for _ in range(config.inner_epochs):
+            distribution = policy.batched_distribution(episodes.observations, current)
+            adam.zero_grad()
+            clipped_surrogate_loss(distribution, episodes, advantages, config.clip).sum().backward()
+            adam.step()
+    for name, value in second.params.items():
+        torch.testing.assert_close(value, current[name].detach(), rtol=0, atol=0)
+
+    # The state is passed back, never changed: the same round again gives the same result;
+    # without it, Adam starts afresh (a sign step) and ends elsewhere.
+    again = agent.adapt(rounds[1], first)
+    restarted = agent.adapt(rounds[1], Adaptation(first.params, None))
+    for name, value in second.params.items():
+        assert torch.equal(again.params[name], value)
+        assert not torch.equal(restarted.params[name], value)
 
 
 def test_clipped_surrogate_on_a_hand_example() -> None:
@@ -193,7 +235,7 @@ def test_meta_update_rejects_malformed_batches() -> None:
     with pytest.raises(ValueError, match="num_inner_steps is 2"):
         agent.meta_update(batch._replace(train=batch.train[:1]))
     with pytest.raises(ValueError, match="leading task axis of size 3"):
-        agent.adapt(batch.valid, agent.policy.meta_parameters())
+        agent.adapt(batch.valid, Adaptation(agent.policy.meta_parameters(), None))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -201,6 +243,6 @@ def test_agent_computes_on_its_device_with_cpu_episodes() -> None:
     config = ReptileConfig(num_inner_steps=1)
     agent = Reptile(GaussianMLPPolicy(2, 1, hidden_sizes=(8,)), config, device="cuda")
     train = sample_episodes(GaussianMLPPolicy(2, 1, hidden_sizes=(8,)), seed=70)
-    assert all(p.is_cuda for p in agent.adapt(train).values())
+    assert all(p.is_cuda for p in agent.adapt(train).params.values())
     agent.meta_update(MetaBatch(train=[train], valid=train))
     assert all(p.is_cuda for p in agent.policy.parameters())

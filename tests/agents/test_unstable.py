@@ -46,8 +46,8 @@ def test_learning_episodes_zero_the_masks_of_unstable_episodes() -> None:
 def test_adaptation_ignores_unstable_episodes(name: str) -> None:
     agent = make(name)
     episodes = sample_episodes(agent.policy, seed=3)
-    first = agent.adapt(scrambled(episodes, 1, 2, seed=4))
-    second = agent.adapt(scrambled(episodes, 1, 2, seed=5))
+    first = agent.adapt(scrambled(episodes, 1, 2, seed=4)).params
+    second = agent.adapt(scrambled(episodes, 1, 2, seed=5)).params
     for key in first:
         assert torch.equal(first[key], second[key]), key
 

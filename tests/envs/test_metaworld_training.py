@@ -1,4 +1,5 @@
-"""MAML on ML10 end to end (train, ``evaluate --protocol metaworld``), on the local and Ray backend.
+"""MAML on ML10 end to end (train, ``evaluate`` and ``report --protocol metaworld``), on the local
+and Ray backend.
 
 The Meta-World tests need the ``metaworld`` extra (see test_metaworld.py); the arithmetic of the
 per-skill summary and the refusal of the protocol for other families run everywhere.
@@ -47,7 +48,7 @@ def run_dir(tmp_path_factory):
 
 
 @needs_metaworld
-def test_maml_on_ml10_trains_and_evaluates_with_metaworld_plus_protocol(run_dir):
+def test_maml_on_ml10_trains_evaluates_and_reports_with_metaworld_plus_protocol(run_dir, tmp_path):
     defaults = argparse.Namespace(split="test", tasks=None, adapt_steps=None, rollouts=None)
     tasks, skills, protocol = metaworld_setting(ML10, defaults)
     assert (
@@ -74,6 +75,11 @@ def test_maml_on_ml10_trains_and_evaluates_with_metaworld_plus_protocol(run_dir)
     assert all(float(3 * s).is_integer() for s in data["success"][1])
     summary = stem.with_suffix(".md").read_text()
     assert "| drawer-open-v3 | 1 |" in summary and "Software: mujoco" in summary
+    # `metarobot report` reads it back: success per held-out skill, with the versions.
+    assert main(["report", str(run_dir), "--protocol", "metaworld", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| maml | 1 | " in report and " | ".join(ML10.test_skills) + " |" in report
+    assert f"metaworld {data['versions']['metaworld']}" in report
 
 
 @needs_metaworld

@@ -26,6 +26,22 @@ def model_arrays(model: mujoco.MjModel) -> dict[str, bytes]:
     return arrays
 
 
+def test_ant_vel_reward_is_the_maml_papers():
+    """1 - |v - v_target| plus the paper's survive reward 0.05 and control cost 0.005 |a|^2."""
+    env = envs.make("AntVel", task=envs.get_family("AntVel").make_task(velocity=2.5))
+    env.reset(seed=0)
+    for action in np.random.default_rng(3).uniform(-1, 1, (5, 8)):
+        x_before = env.data.body("torso").xpos[0]
+        _, reward, _, _, info = env.step(action)
+        velocity = (env.data.body("torso").xpos[0] - x_before) / env.dt
+        assert info["reward_forward"] == pytest.approx(1.0 - abs(velocity - 2.5), abs=1e-9)
+        assert info["reward_ctrl"] == pytest.approx(-0.005 * float(action @ action))
+        assert info["reward_survive"] == 0.05
+        assert reward == pytest.approx(
+            info["reward_forward"] + 0.05 + info["reward_ctrl"] + info["reward_contact"]
+        )
+
+
 @pytest.mark.parametrize("name", ["HalfCheetahVel", "HalfCheetahDir"])
 def test_cheetah_x_velocity_is_finite_difference(name):
     env = make_with_task(name)
@@ -136,6 +152,12 @@ def test_first_task_helper_is_train():
         ("HopperParams", None, "Hopper-v5", {}),
         ("Walker2dParams", None, "Walker2d-v5", {}),
         ("AntDir", {"direction": 0.0}, "Ant-v5", {}),
+        (
+            "AntFwdBack",
+            {"direction": 1.0},
+            "Ant-v5",
+            {"healthy_reward": 1.0, "ctrl_cost_weight": 0.5},
+        ),
         ("HalfCheetahDir", {"direction": 1.0}, "HalfCheetah-v5", {"ctrl_cost_weight": 0.1}),
     ],
 )

@@ -8,6 +8,8 @@ DECLARED = (
     "PointNav2D",
     "AntGoal",
     "AntDir",
+    "AntVel",
+    "AntFwdBack",
     "HalfCheetahVel",
     "HalfCheetahDir",
     "HopperParams",

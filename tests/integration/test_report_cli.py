@@ -8,6 +8,7 @@ import pytest
 import metarobot.run.training as training
 from metarobot.cli import main
 from tests.metarobot.run.test_training import TINY
+from tests.metarobot.test_report import grouped_run
 
 EVALUATION = ["--tasks", "3", "--adapt-steps", "1", "--rollouts", "2"]
 
@@ -67,3 +68,23 @@ def test_report_says_what_is_missing(runs, tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["report", str(next(outside.glob("*.json")))]) == 2
     assert "not in a run's eval/ folder" in capsys.readouterr().err
+
+
+def test_report_protocol_picks_its_evaluation_files(tmp_path, capsys) -> None:
+    runs = [str(grouped_run(tmp_path, f"maml{seed}", seed=seed)) for seed in (0, 1)]
+    out = tmp_path / "metaworld"
+    assert main(["report", *runs, "--protocol", "metaworld", "--out", str(out)]) == 0
+    assert "| agent | runs | mean over skills | reach-v3 | push-v3 |" in capsys.readouterr().out
+    markdown = (out / "report.md").read_text()
+    assert "Meta-World+ protocol" in markdown and "| maml | 2 |" in markdown
+    assert "(../maml0/eval/metaworld_test_iter000010.json)" in markdown
+    assert main(["report", *runs, "--out", str(tmp_path / "maml")]) == 0
+    assert "| agent | runs | 0 steps | 1 step |" in capsys.readouterr().out
+    markdown = (tmp_path / "maml" / "report.md").read_text()
+    assert "Meta-World+" not in markdown and "(../maml0/eval/test_iter000010.json)" in markdown
+
+
+def test_report_evaluates_under_its_protocol(runs, tmp_path, capsys) -> None:
+    command = ["report", str(runs[0]), "--evaluate", "--protocol", "metaworld", *EVALUATION]
+    assert main([*command, "--out", str(tmp_path)]) == 2
+    assert "PointNav2D is not one: use --protocol maml" in capsys.readouterr().err

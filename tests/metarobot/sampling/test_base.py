@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from metarobot.agent import Adaptation
+from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy
 from metarobot.sampling import LocalSampler, Sampler
-from tests.metarobot.sampling.tiny import PROCESS_BACKENDS, TASKS, TinyEnv, task_params
+from tests.metarobot.sampling.tiny import (
+    PROCESS_BACKENDS,
+    TASKS,
+    TinyEnv,
+    assert_identical,
+    task_params,
+)
 
 
 def test_bad_arguments_raise_early(local: Sampler, policy: GaussianMLPPolicy) -> None:
@@ -34,3 +44,20 @@ def test_closed_sampler_refuses_to_sample(policy: GaussianMLPPolicy) -> None:
     sampler.close()
     with pytest.raises(RuntimeError, match="closed"):
         sampler.sample(TASKS, task_params(policy, 4), episodes_per_task=1, seed=0)
+
+
+def test_adaptation_rounds_hand_each_step_what_the_step_before_returned(
+    local: Sampler, policy: GaussianMLPPolicy
+) -> None:
+    params = task_params(policy, 4)
+    received: list[Adaptation[Any]] = []
+
+    def adapt(episodes: Episodes, previous: Adaptation[Any]) -> Adaptation[Any]:
+        received.append(previous)
+        return Adaptation({k: v + 0.1 for k, v in previous.params.items()}, len(received))
+
+    rounds = local.sample_adaptation(TASKS, params, 2, [3, 4, 5], adapt)
+    assert received[0].params is params and received[0].state is None
+    assert [previous.state for previous in received[1:]] == [1]
+    last = {k: v + 0.1 + 0.1 for k, v in params.items()}
+    assert_identical(rounds[-1], local.sample(TASKS, last, 2, seed=5))

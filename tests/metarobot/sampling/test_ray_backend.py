@@ -19,8 +19,9 @@ import ray
 import torch
 
 import metarobot.run.training as training
+from metarobot.agent import Adaptation
 from metarobot.episodes import Episodes
-from metarobot.policies import GaussianMLPPolicy, Params
+from metarobot.policies import GaussianMLPPolicy
 from metarobot.run.config import RunConfig
 from metarobot.sampling import (
     LocalSampler,
@@ -65,14 +66,17 @@ class KillableTinyEnv(TinyEnv):
         return super().step(action)
 
 
-def nudge(episodes: Episodes, params: Params) -> Params:
-    """A per-task inner step for the tests: shift every parameter by the task's mean return."""
-    shift = 0.01 * episodes.episode_returns().mean(dim=1)
-    return {k: v + shift.view(-1, *[1] * (v.dim() - 1)) for k, v in params.items()}
+def nudge(episodes: Episodes, previous: Adaptation[int | None]) -> Adaptation[int]:
+    """A per-task inner step for the tests: shift every parameter by the task's mean return
+    times the step's number, counted in the state (so the state must reach the next step)."""
+    step = (previous.state or 0) + 1
+    shift = 0.01 * step * episodes.episode_returns().mean(dim=1)
+    shifted = {k: v + shift.view(-1, *[1] * (v.dim() - 1)) for k, v in previous.params.items()}
+    return Adaptation(shifted, step)
 
 
-def diverge(episodes: Episodes, params: Params) -> Params:
-    return {k: v * float("nan") for k, v in params.items()}
+def diverge(episodes: Episodes, previous: Adaptation[Any]) -> Adaptation[Any]:
+    return Adaptation({k: v * float("nan") for k, v in previous.params.items()}, None)
 
 
 @pytest.fixture(scope="module")
