@@ -16,7 +16,16 @@ import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
 from envs.base import MetaEnv, StepResult
-from envs.scene import Marker, SceneSpec, View, arrow_marker, task_goal_markers
+from envs.scene import (
+    Marker,
+    SceneSpec,
+    View,
+    along_x_arrow,
+    arrow_marker,
+    forward_backward_caption,
+    target_velocity_caption,
+    task_goal_markers,
+)
 from metarobot.tasks import FixedTasks, ParamSpec, SplitRule, Task, TaskFamily
 
 GOAL_RADIUS = 3.0
@@ -81,34 +90,6 @@ def _ant_dir_caption(task: Task, info: Mapping[str, Any]) -> str:
     caption = f"run toward {math.degrees(task.scalar('direction')):.0f} deg"
     if "reward_forward" in info:
         caption += f", speed along it {info['reward_forward']:+.2f} m/s"
-    return caption
-
-
-def _x_arrow(length: float, torso: np.ndarray) -> list[Marker]:
-    origin = np.array([torso[0], torso[1], torso[2] + 0.5])
-    return [arrow_marker(origin, np.array([1.0, 0.0]), length)]
-
-
-def _ant_vel_markers(task: Task, torso: np.ndarray) -> list[Marker]:
-    # Arrow length is the distance covered in one second at the target velocity.
-    return _x_arrow(task.scalar("velocity"), torso)
-
-
-def _ant_vel_caption(task: Task, info: Mapping[str, Any]) -> str:
-    caption = f"target {task.scalar('velocity'):.2f} m/s"
-    if "x_velocity" in info:
-        caption += f", now {info['x_velocity']:+.2f}"
-    return caption
-
-
-def _ant_fwd_back_markers(task: Task, torso: np.ndarray) -> list[Marker]:
-    return _x_arrow(task.scalar("direction"), torso)
-
-
-def _ant_fwd_back_caption(task: Task, info: Mapping[str, Any]) -> str:
-    caption = "run forward" if task.scalar("direction") > 0 else "run backward"
-    if "x_velocity" in info:
-        caption += f", v {info['x_velocity']:+.2f} m/s"
     return caption
 
 
@@ -194,8 +175,12 @@ class _MAMLAntTask(_AntTask):
 class AntVelEnv(_MAMLAntTask):
     """Ant that must run forward at ``task["velocity"]`` (Finn et al. 2017, ant goal velocity)."""
 
+    # The arrow is the distance covered in one second at the target velocity.
     scene = SceneSpec(
-        _MAMLAntTask._SIDE_VIEW, _ant_vel_markers, _ant_vel_caption, trail_radius=0.03
+        _MAMLAntTask._SIDE_VIEW,
+        along_x_arrow(0.5, lambda task: task.scalar("velocity")),
+        target_velocity_caption,
+        trail_radius=0.03,
     )
 
     family = ANT_VEL
@@ -215,7 +200,10 @@ class AntFwdBackEnv(_MAMLAntTask):
     """Ant that must run forward (+1) or backward (-1) (Finn et al. 2017, ant forward/backward)."""
 
     scene = SceneSpec(
-        _MAMLAntTask._SIDE_VIEW, _ant_fwd_back_markers, _ant_fwd_back_caption, trail_radius=0.03
+        _MAMLAntTask._SIDE_VIEW,
+        along_x_arrow(0.5, lambda task: task.scalar("direction")),
+        forward_backward_caption,
+        trail_radius=0.03,
     )
 
     family = ANT_FWD_BACK
