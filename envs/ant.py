@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
 from envs.base import MetaEnv, StepResult
-from envs.scene import Marker, SceneSpec, View, arrow_marker, task_goal_markers
+from envs.scene import (
+    Marker,
+    SceneSpec,
+    View,
+    along_x_arrow,
+    arrow_marker,
+    forward_backward_caption,
+    target_velocity_caption,
+    task_goal_markers,
+)
 from metarobot.tasks import FixedTasks, ParamSpec, SplitRule, Task, TaskFamily
 
 GOAL_RADIUS = 3.0
@@ -84,34 +93,6 @@ def _ant_dir_caption(task: Task, info: Mapping[str, Any]) -> str:
     return caption
 
 
-def _x_arrow(length: float, torso: np.ndarray) -> list[Marker]:
-    origin = np.array([torso[0], torso[1], torso[2] + 0.5])
-    return [arrow_marker(origin, np.array([1.0, 0.0]), length)]
-
-
-def _ant_vel_markers(task: Task, torso: np.ndarray) -> list[Marker]:
-    # Arrow length is the distance covered in one second at the target velocity.
-    return _x_arrow(task.scalar("velocity"), torso)
-
-
-def _ant_vel_caption(task: Task, info: Mapping[str, Any]) -> str:
-    caption = f"target {task.scalar('velocity'):.2f} m/s"
-    if "x_velocity" in info:
-        caption += f", now {info['x_velocity']:+.2f}"
-    return caption
-
-
-def _ant_fwd_back_markers(task: Task, torso: np.ndarray) -> list[Marker]:
-    return _x_arrow(task.scalar("direction"), torso)
-
-
-def _ant_fwd_back_caption(task: Task, info: Mapping[str, Any]) -> str:
-    caption = "run forward" if task.scalar("direction") > 0 else "run backward"
-    if "x_velocity" in info:
-        caption += f", v {info['x_velocity']:+.2f} m/s"
-    return caption
-
-
 class _AntTask(MetaEnv, AntEnv):
     """An Ant whose forward reward is replaced by a task term computed from its planar motion.
 
@@ -120,6 +101,17 @@ class _AntTask(MetaEnv, AntEnv):
 
     _needs_contact_forces = True
     can_share_model = True
+    info_keys: ClassVar[tuple[str, ...]] = (
+        "x_position",
+        "y_position",
+        "distance_from_origin",
+        "x_velocity",
+        "y_velocity",
+        "reward_ctrl",
+        "reward_contact",
+        "reward_survive",
+    )
+    """The keys every Ant family reports; each adds those of its task term."""
 
     def _init_family(self) -> None:
         self._torso = self.data.body(self._main_body).xpos  # a live view
@@ -172,6 +164,7 @@ class _MAMLAntTask(_AntTask):
     """
 
     _SIDE_VIEW = View(distance=5.0, elevation=-20.0, lookat_height=0.0)
+    info_keys = (*_AntTask.info_keys, "reward_forward")
 
     def __init__(
         self, *, healthy_reward: float = 0.05, ctrl_cost_weight: float = 0.005, **kwargs: Any
@@ -182,8 +175,12 @@ class _MAMLAntTask(_AntTask):
 class AntVelEnv(_MAMLAntTask):
     """Ant that must run forward at ``task["velocity"]`` (Finn et al. 2017, ant goal velocity)."""
 
+    # The arrow is the distance covered in one second at the target velocity.
     scene = SceneSpec(
-        _MAMLAntTask._SIDE_VIEW, _ant_vel_markers, _ant_vel_caption, trail_radius=0.03
+        _MAMLAntTask._SIDE_VIEW,
+        along_x_arrow(0.5, lambda task: task.scalar("velocity")),
+        target_velocity_caption,
+        trail_radius=0.03,
     )
 
     family = ANT_VEL
@@ -203,7 +200,10 @@ class AntFwdBackEnv(_MAMLAntTask):
     """Ant that must run forward (+1) or backward (-1) (Finn et al. 2017, ant forward/backward)."""
 
     scene = SceneSpec(
-        _MAMLAntTask._SIDE_VIEW, _ant_fwd_back_markers, _ant_fwd_back_caption, trail_radius=0.03
+        _MAMLAntTask._SIDE_VIEW,
+        along_x_arrow(0.5, lambda task: task.scalar("direction")),
+        forward_backward_caption,
+        trail_radius=0.03,
     )
 
     family = ANT_FWD_BACK
@@ -230,6 +230,7 @@ class AntDirEnv(_AntTask):
     )
 
     family = ANT_DIR
+    info_keys = (*_AntTask.info_keys, "reward_forward")
     _cos, _sin = 1.0, 0.0
 
     def _apply_task(self, task: Task) -> None:
@@ -258,6 +259,7 @@ class AntGoalEnv(_AntTask):
     )
 
     family = ANT_GOAL
+    info_keys = (*_AntTask.info_keys, "reward_goal", "distance", "success")
     _goal = (0.0, 0.0)
 
     def __init__(self, *, success_radius: float = 0.5, **kwargs: Any):

@@ -110,6 +110,13 @@ class MetaEnv(MujocoEnv):
     reward or the initial state, never the model (tests/envs check it for every family)."""
     scene: ClassVar[SceneSpec | None] = None
     """How videos film the family (camera, markers, caption); ``None``: a generic scene."""
+    info_keys: ClassVar[tuple[str, ...]]
+    """The numeric ``info`` entries (reward terms, diagnostics, ``success``) of the family's steps.
+
+    Samplers record exactly these as ``Episodes.infos``, allocated before the first step, and
+    refuse a step that reports any other number; ``unstable`` and the task record are the
+    contract's own and not listed. tests/envs checks that steps report just these.
+    """
 
     def __init__(
         self,

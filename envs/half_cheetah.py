@@ -6,14 +6,19 @@ forward term of its reward; the control cost weight is the MAML paper's 0.05.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
 from envs.base import MetaEnv, StepResult
-from envs.scene import Marker, SceneSpec, View, arrow_marker
+from envs.scene import (
+    SceneSpec,
+    View,
+    along_x_arrow,
+    forward_backward_caption,
+    target_velocity_caption,
+)
 from metarobot.tasks import FixedTasks, ParamSpec, SplitRule, Task, TaskFamily
 
 HALF_CHEETAH_VEL = TaskFamily(
@@ -36,31 +41,6 @@ HALF_CHEETAH_DIR = TaskFamily(
 _SIDE_VIEW = View(distance=3.5, elevation=-15.0, lookat_height=0.3)
 
 
-def _velocity_arrow(task: Task, torso: np.ndarray) -> list[Marker]:
-    # Arrow length is the distance covered in half a second at the target velocity.
-    origin = np.array([torso[0], torso[1], torso[2] + 0.6])
-    return [arrow_marker(origin, np.array([1.0, 0.0]), 0.5 * task.scalar("velocity"))]
-
-
-def _velocity_caption(task: Task, info: Mapping[str, Any]) -> str:
-    caption = f"target {task.scalar('velocity'):.2f} m/s"
-    if "x_velocity" in info:
-        caption += f", now {info['x_velocity']:+.2f}"
-    return caption
-
-
-def _direction_arrow(task: Task, torso: np.ndarray) -> list[Marker]:
-    origin = np.array([torso[0], torso[1], torso[2] + 0.6])
-    return [arrow_marker(origin, np.array([task.scalar("direction"), 0.0]), 1.0)]
-
-
-def _direction_caption(task: Task, info: Mapping[str, Any]) -> str:
-    caption = "run forward" if task.scalar("direction") > 0 else "run backward"
-    if "x_velocity" in info:
-        caption += f", v {info['x_velocity']:+.2f} m/s"
-    return caption
-
-
 class _HalfCheetahTask(MetaEnv, HalfCheetahEnv):
     """A HalfCheetah whose forward reward depends on the task.
 
@@ -71,6 +51,7 @@ class _HalfCheetahTask(MetaEnv, HalfCheetahEnv):
     """
 
     can_share_model = True
+    info_keys = ("x_position", "x_velocity", "reward_forward", "reward_ctrl")
 
     def __init__(self, *, ctrl_cost_weight: float = 0.05, **kwargs: Any):
         super().__init__(ctrl_cost_weight=ctrl_cost_weight, **kwargs)
@@ -103,7 +84,12 @@ class _HalfCheetahTask(MetaEnv, HalfCheetahEnv):
 class HalfCheetahVelEnv(_HalfCheetahTask):
     """HalfCheetah that must run at ``task["velocity"]`` (Finn et al. 2017)."""
 
-    scene = SceneSpec(_SIDE_VIEW, _velocity_arrow, _velocity_caption)
+    # The arrow is the distance covered in half a second at the target velocity.
+    scene = SceneSpec(
+        _SIDE_VIEW,
+        along_x_arrow(0.6, lambda task: 0.5 * task.scalar("velocity")),
+        target_velocity_caption,
+    )
 
     family = HALF_CHEETAH_VEL
     _target_velocity = 0.0
@@ -118,7 +104,11 @@ class HalfCheetahVelEnv(_HalfCheetahTask):
 class HalfCheetahDirEnv(_HalfCheetahTask):
     """HalfCheetah that must run forward (+1) or backward (-1) (Finn et al. 2017)."""
 
-    scene = SceneSpec(_SIDE_VIEW, _direction_arrow, _direction_caption)
+    scene = SceneSpec(
+        _SIDE_VIEW,
+        along_x_arrow(0.6, lambda task: task.scalar("direction")),
+        forward_backward_caption,
+    )
 
     family = HALF_CHEETAH_DIR
     _direction = 1.0

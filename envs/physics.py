@@ -100,6 +100,14 @@ class _PhysicsTask(MetaEnv):
     """
 
     fields: ClassVar[tuple[PhysicsField, ...]]
+    info_keys = (
+        "x_position",
+        "z_distance_from_origin",
+        "x_velocity",
+        "reward_forward",
+        "reward_ctrl",
+        "reward_survive",
+    )
     # What the step reads from Gymnasium's Hopper-v5 and Walker2d-v5, which both define these.
     is_healthy: bool
     _forward_reward_weight: float

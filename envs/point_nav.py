@@ -85,6 +85,7 @@ class PointNav2DEnv(MetaEnv, PointMass):
     scene = SceneSpec(View(camera="top", shadows=False), trail_radius=0.008)
 
     family = POINT_NAV_2D
+    info_keys = ("reward_distance", "distance", "success")  # and the position, an array
 
     def __init__(self, *, success_radius: float = 0.1, **kwargs: Any):
         self._success_radius = success_radius

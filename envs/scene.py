@@ -12,6 +12,7 @@ added to the renderer's ``mjvScene`` after MuJoCo fills it (Gymnasium's ``add_ma
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +167,37 @@ def arrow_marker(origin: np.ndarray, direction: np.ndarray, length: float) -> Ma
         "mat": _horizontal_frame(direction),
         "rgba": np.array(TARGET_RGBA),
     }
+
+
+def along_x_arrow(height: float, length: Callable[[Task], float]) -> MarkerFn:
+    """Markers of one arrow along x, ``height`` above the torso, ``length(task)`` metres long.
+
+    A negative length points the arrow backward: forward/backward and target-velocity families
+    of every robot draw their command this way.
+    """
+
+    def markers(task: Task, torso: np.ndarray) -> list[Marker]:
+        origin = np.array([torso[0], torso[1], torso[2] + height])
+        value = length(task)
+        return [arrow_marker(origin, np.array([math.copysign(1.0, value), 0.0]), abs(value))]
+
+    return markers
+
+
+def target_velocity_caption(task: Task, info: Mapping[str, Any]) -> str:
+    """``target 1.50 m/s, now +1.20``: the task's ``velocity`` and the step's ``x_velocity``."""
+    caption = f"target {task.scalar('velocity'):.2f} m/s"
+    if "x_velocity" in info:
+        caption += f", now {info['x_velocity']:+.2f}"
+    return caption
+
+
+def forward_backward_caption(task: Task, info: Mapping[str, Any]) -> str:
+    """``run forward, v +1.20 m/s``: the sign of the task's ``direction``, the step's speed."""
+    caption = "run forward" if task.scalar("direction") > 0 else "run backward"
+    if "x_velocity" in info:
+        caption += f", v {info['x_velocity']:+.2f} m/s"
+    return caption
 
 
 def trail_markers(points: np.ndarray, radius: float) -> list[Marker]:

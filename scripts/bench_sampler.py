@@ -52,8 +52,8 @@ from metarobot.run.config import RunConfig
 from metarobot.run.remote import AgentAdaptation
 from metarobot.sampling import (
     LocalSampler,
-    ProcessRolloutSampler,
-    ProcessSampler,
+    ProcessEnvSampler,
+    ProcessSliceSampler,
     RaySampler,
     Sampler,
 )
@@ -80,9 +80,9 @@ class Result:
         if self.name == "local":
             return LocalSampler(env_fn, policy)
         if self.name == PROCESS:
-            return ProcessRolloutSampler(env_fn, policy, workers=self.workers)
+            return ProcessSliceSampler(env_fn, policy, workers=self.workers)
         if self.name == PROCESS_DRIVER:
-            return ProcessSampler(env_fn, policy, workers=self.workers)
+            return ProcessEnvSampler(env_fn, policy, workers=self.workers)
         return RaySampler(env_fn, policy, workers=self.workers)
 
 
@@ -371,10 +371,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
     lines += [
         "",
-        f"`{PROCESS}`: `--backend process` with a CPU policy (`ProcessRolloutSampler`: each "
+        f"`{PROCESS}`: `--backend process` with a CPU policy (`ProcessSliceSampler`: each "
         "worker runs whole episodes of a slice of the tasks, policy included). "
-        f"`{PROCESS_DRIVER}`: `ProcessSampler`, what `--backend process` builds for a GPU "
-        "policy (workers step the environments, the driver runs one batched forward pass per "
+        f"`{PROCESS_DRIVER}`: `ProcessEnvSampler`, what `--backend process` builds for a GPU "
+        "policy (workers hold the environments, the driver runs one batched forward pass per "
         "step while they wait). `cores`: workers. `vs mj_step limit x cores`: the target "
         "metric, steps/s over the physics limit times the cores. `vs bare env.step loops`: over "
         "the bare loops on as many cores, i.e. the sampler's own efficiency; the gap between the "

@@ -110,6 +110,18 @@ class MetaWorldEnv(MetaEnv):
     """
 
     family: ClassVar[MetaWorldFamily]
+    info_keys = (
+        # Meta-World's diagnostics, the same for every skill (its evaluate_state), ...
+        "success",
+        "near_object",
+        "grasp_success",
+        "grasp_reward",
+        "in_place_reward",
+        "obj_to_target",
+        "unscaled_reward",
+        # ... and its reward, the one term of ours.
+        "reward_metaworld",
+    )
     _sawyer: _Sawyer | None = None
 
     def __init__(

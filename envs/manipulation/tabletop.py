@@ -72,6 +72,8 @@ class _TabletopTask(MetaEnv, TabletopGripper):
     family: ClassVar[BenchmarkFamily]
     default_shape: ClassVar[ObjectShape] = "cube"
     can_share_model = True
+    info_keys: ClassVar[tuple[str, ...]] = ("reward_success", "distance", "success")
+    """The keys every tabletop family reports; each adds those of its :meth:`_score`."""
 
     def __init__(
         self,
@@ -105,6 +107,7 @@ class ReachEnv(_TabletopTask):
     """Move the hand to ``(goal_x, goal_y, goal_z)``; the object stays on the table, unused."""
 
     family = REACH
+    info_keys = (*_TabletopTask.info_keys, "reward_reach")
 
     def _apply_task(self, task: Task) -> None:
         self.object_start = np.array(REACH_OBJECT_XY)
@@ -119,6 +122,7 @@ class PushEnv(_TabletopTask):
     """Push the puck from ``(object_x, object_y)`` to ``(goal_x, goal_y)`` on the table."""
 
     family = PUSH
+    info_keys = (*_TabletopTask.info_keys, "reward_reach", "reward_place")
     default_shape = "cylinder"
 
     def _apply_task(self, task: Task) -> None:
@@ -137,6 +141,14 @@ class PickPlaceEnv(_TabletopTask):
     """Grasp the cube at ``(object_x, object_y)`` and hold it at ``(goal_x, goal_y, goal_z)``."""
 
     family = PICK_PLACE
+    info_keys = (
+        *_TabletopTask.info_keys,
+        "reward_reach",
+        "reward_grasp",
+        "reward_lift",
+        "reward_place",
+        "grasped",
+    )
 
     def _apply_task(self, task: Task) -> None:
         self.object_start = vector(task, "object", 2)

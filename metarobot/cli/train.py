@@ -17,7 +17,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from metarobot.run.config import ADAPT_ON, BACKENDS, DEVICES, RunConfig, load_config, tomllib
+from metarobot.run.config import ADAPT_ON, DEVICES, RunConfig, load_config, tomllib
+from metarobot.sampling import SAMPLER_BACKENDS
 
 INTERRUPTED = 130
 """Exit code after an interrupt (128 + SIGINT, as shells report it)."""
@@ -40,7 +41,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--hidden-sizes", type=int, nargs="+", help="policy hidden layers")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", choices=DEVICES)
-    parser.add_argument("--backend", choices=BACKENDS, help="sampler backend")
+    parser.add_argument("--backend", choices=SAMPLER_BACKENDS, help="sampler backend")
     parser.add_argument("--workers", type=int, help="sampler worker processes or Ray actors")
     parser.add_argument(
         "--ray-address",

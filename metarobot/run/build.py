@@ -20,7 +20,7 @@ from metarobot.run.config import RunConfig
 from metarobot.sampling import EnvFn, Sampler, make_sampler
 from metarobot.seeding import AGENT_ENVIRONMENTS, INITIAL_WEIGHTS, derive_seed
 from metarobot.tasks import TaskFamily
-from metarobot.threads import set_torch_threads
+from metarobot.threads import set_cpu_threads
 
 
 @dataclass
@@ -58,10 +58,9 @@ def build(config: RunConfig, agent_config: Any = None) -> RunParts:
     family = envs.get_family(config.family)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device cpu")
-    if config.device == "cpu":
-        # Policy batches are small: intra-op threads only contend with the env-stepping workers
-        # (and, oversubscribed, slow every update tenfold).
-        set_torch_threads(1)
+    # Policy batches are small: intra-op threads only contend with the env-stepping workers
+    # (and, oversubscribed, slow every update tenfold). The meta-update takes more for itself.
+    set_cpu_threads(config.device)
     probe = envs.make(config.family)
     obs_dim = int(probe.observation_space.shape[0])  # type: ignore[index]
     act_dim = int(probe.action_space.shape[0])  # type: ignore[index]

@@ -18,6 +18,7 @@ from typing import Any
 import tomli_w
 
 from metarobot.files import atomic_write
+from metarobot.sampling import SAMPLER_BACKENDS
 from metarobot.tasks import TaskFamily
 
 if sys.version_info >= (3, 11):
@@ -25,7 +26,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-BACKENDS = ("local", "process", "ray")
 DEVICES = ("auto", "cpu", "cuda")
 ADAPT_ON = ("driver", "workers")
 
@@ -100,7 +100,11 @@ class RunConfig:
                 ("horizon", self.horizon >= 0, "must be >= 0; 0 means the family default"),
                 ("hidden_sizes", all(h > 0 for h in self.hidden_sizes), "must be positive"),
                 ("device", self.device in DEVICES, f"must be one of {DEVICES}"),
-                ("backend", self.backend in BACKENDS, f"must be one of {BACKENDS}"),
+                (
+                    "backend",
+                    self.backend in SAMPLER_BACKENDS,
+                    f"must be one of {SAMPLER_BACKENDS}",
+                ),
                 ("workers", self.workers >= 1, "must be >= 1"),
                 ("adapt_on", self.adapt_on in ADAPT_ON, f"must be one of {ADAPT_ON}"),
                 (

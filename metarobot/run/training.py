@@ -28,7 +28,6 @@ import math
 import time
 import warnings
 from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from metarobot.run.remote import AgentAdaptation
 from metarobot.sampling import NonFiniteParametersError
 from metarobot.seeding import derive_seed
 from metarobot.tasks import Task
-from metarobot.threads import available_cores, torch_threads
+from metarobot.threads import cpu_threads
 
 
 class NonFiniteUpdateWarning(RuntimeWarning):
@@ -96,13 +95,6 @@ def _all_finite(value: Any) -> bool:
     return True
 
 
-def _update_threads(config: RunConfig) -> AbstractContextManager[None]:
-    """Every core (or ``update_threads``) for a CPU meta-update; the workers wait meanwhile."""
-    if config.device != "cpu":
-        return nullcontext()
-    return torch_threads(config.update_threads or available_cores())
-
-
 def _iterate(parts: RunParts, iteration: int) -> dict[str, float]:
     """Sample, adapt and update once; returns the iteration's metrics.
 
@@ -121,7 +113,8 @@ def _iterate(parts: RunParts, iteration: int) -> dict[str, float]:
         problem = f"an inner step gave non-finite parameters ({error})"
     sampled = time.perf_counter()
     if not problem:
-        with _update_threads(config):
+        # Every core (or update_threads) for a CPU meta-update: the workers wait meanwhile.
+        with cpu_threads(config.device, config.update_threads):
             metrics = agent.meta_update(batch)
         if not _all_finite(metrics):
             bad = sorted(key for key, value in metrics.items() if not math.isfinite(value))

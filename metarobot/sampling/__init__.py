@@ -3,37 +3,73 @@
 ``make_sampler(backend, env_fn, policy, workers)`` builds a :class:`Sampler`; its
 ``sample(tasks, params, episodes_per_task, seed)`` steps ``N x E`` environments in lockstep
 with one batched forward pass per step and returns an :class:`~metarobot.episodes.Episodes`
-batch. Backends: ``"local"`` (in-process), ``"process"`` (worker processes: stepping
-environments for a policy on the driver's GPU, or running whole episodes of a slice of the
-tasks with a CPU policy) and ``"ray"`` (Ray actors, each running whole episodes for a slice of
-the tasks, on one machine or a cluster); for the same seed they return identical episodes.
+batch. Backends (:data:`SAMPLER_BACKENDS`): ``"local"`` (in-process), ``"process"`` (worker
+processes: holding the environments for a policy on the driver's GPU, or sampling whole slices
+of the tasks with a CPU policy) and ``"ray"`` (Ray actors, each sampling a slice of the tasks,
+on one machine or a cluster); for the same seed they return identical episodes.
 
-Layout: ``_envs`` steps a slice of environments into flat buffers (the same code runs in
-process and in workers, which is what keeps the backends identical), ``base`` holds the
-interface, the lockstep rollout loop and the local backend, ``slices`` the splitting of a call
-into task slices sampled whole by workers, ``process`` the worker-process backends,
-``ray_backend`` the Ray backend (Ray is imported only when one is created).
+Layout, from the bottom:
+
+- ``environments``: the env contract (:class:`EnvSpec`, with the info keys an env declares)
+  and :class:`~metarobot.sampling.environments.EnvStepper`, which steps a group of
+  environments into flat buffers (the same code in process and in workers, which is what keeps
+  the backends identical);
+- ``base``: the :class:`Sampler` interface, its argument checks and the per-episode seeds;
+- ``lockstep``: the lockstep rollout loop (:class:`LockstepSampler`: stepping, then assembly)
+  and the in-process backend :class:`LocalSampler`;
+- ``slices``: :class:`SliceSampler`, the one dispatch of task slices to workers that sample
+  them whole (:class:`~metarobot.sampling.slices.SliceWorker`), shared by the next two;
+- ``worker_pool`` and ``process``: the worker processes, and the process backends
+  :class:`ProcessEnvSampler` (workers hold environments) and :class:`ProcessSliceSampler`
+  (workers sample task slices);
+- ``ray_backend``: :class:`RaySampler`, a slice backend on Ray actors.
+
+Importing this package is light (no torch): the names above load on first use, so that the
+command line can offer :data:`SAMPLER_BACKENDS` without loading them.
 """
 
 from __future__ import annotations
 
-from metarobot.sampling._envs import EnvFn, EnvSpec
-from metarobot.sampling.base import (
-    Adapt,
-    BatchedPolicy,
-    LocalSampler,
-    LockstepSampler,
-    NonFiniteParametersError,
-    Sampler,
-    SamplerStats,
-    action_noise,
-    episode_seeds,
-)
-from metarobot.sampling.process import ProcessRolloutSampler, ProcessSampler
-from metarobot.sampling.ray_backend import RaySampler
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from metarobot.sampling.base import (
+        Adapt,
+        BatchedPolicy,
+        NonFiniteParametersError,
+        Sampler,
+        SamplerStats,
+        action_noise,
+        episode_seeds,
+    )
+    from metarobot.sampling.environments import EnvFn, EnvSpec
+    from metarobot.sampling.lockstep import LocalSampler, LockstepSampler
+    from metarobot.sampling.process import ProcessEnvSampler, ProcessSliceSampler
+    from metarobot.sampling.ray_backend import RaySampler
+    from metarobot.sampling.slices import SliceSampler
 
 SAMPLER_BACKENDS: tuple[str, ...] = ("local", "process", "ray")
-"""Names accepted by :func:`make_sampler`."""
+"""Names accepted by :func:`make_sampler` (and by a run's ``backend``)."""
+
+_MODULES = {
+    "Adapt": "base",
+    "BatchedPolicy": "base",
+    "NonFiniteParametersError": "base",
+    "Sampler": "base",
+    "SamplerStats": "base",
+    "action_noise": "base",
+    "episode_seeds": "base",
+    "EnvFn": "environments",
+    "EnvSpec": "environments",
+    "LocalSampler": "lockstep",
+    "LockstepSampler": "lockstep",
+    "ProcessEnvSampler": "process",
+    "ProcessSliceSampler": "process",
+    "RaySampler": "ray_backend",
+    "SliceSampler": "slices",
+}
+"""The module of each public name, loaded on first use."""
 
 __all__ = [
     "SAMPLER_BACKENDS",
@@ -44,15 +80,24 @@ __all__ = [
     "LocalSampler",
     "LockstepSampler",
     "NonFiniteParametersError",
-    "ProcessRolloutSampler",
-    "ProcessSampler",
+    "ProcessEnvSampler",
+    "ProcessSliceSampler",
     "RaySampler",
     "Sampler",
     "SamplerStats",
+    "SliceSampler",
     "action_noise",
     "episode_seeds",
     "make_sampler",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
 
 def make_sampler(backend: str, env_fn: EnvFn, policy: BatchedPolicy, workers: int = 1) -> Sampler:
@@ -63,9 +108,9 @@ def make_sampler(backend: str, env_fn: EnvFn, policy: BatchedPolicy, workers: in
         env_fn: Picklable factory of one bare env, e.g. ``functools.partial(envs.make, name)``.
         policy: The policy whose batched parameters each ``sample`` call receives.
         workers: Worker processes of the ``"process"`` backend (with the policy on the CPU,
-            each runs whole episodes of a slice of the tasks: :class:`ProcessRolloutSampler`;
-            on a GPU, they step environments for the driver's batched forward pass:
-            :class:`ProcessSampler`), actors of the ``"ray"`` backend (which joins the Ray
+            each samples a slice of the tasks whole: :class:`ProcessSliceSampler`; on a GPU,
+            they hold the environments that the driver steps with its batched forward pass:
+            :class:`ProcessEnvSampler`), actors of the ``"ray"`` backend (which joins the Ray
             cluster of ``RAY_ADDRESS`` or ``ray start`` if there is one, else starts a local
             Ray; see :class:`RaySampler`); ``"local"`` needs 1.
 
@@ -73,6 +118,10 @@ def make_sampler(backend: str, env_fn: EnvFn, policy: BatchedPolicy, workers: in
         ValueError: On an unknown backend (the message lists the valid ones) or a worker count
             the backend cannot use, or (``"ray"``) if Ray is not installed.
     """
+    from metarobot.sampling.lockstep import LocalSampler
+    from metarobot.sampling.process import ProcessEnvSampler, ProcessSliceSampler
+    from metarobot.sampling.ray_backend import RaySampler
+
     if backend == "local":
         if workers != 1:
             raise ValueError(
@@ -82,8 +131,8 @@ def make_sampler(backend: str, env_fn: EnvFn, policy: BatchedPolicy, workers: in
         return LocalSampler(env_fn, policy)
     if backend == "process":
         if _on_cpu(policy):
-            return ProcessRolloutSampler(env_fn, policy, workers=workers)
-        return ProcessSampler(env_fn, policy, workers=workers)
+            return ProcessSliceSampler(env_fn, policy, workers=workers)
+        return ProcessEnvSampler(env_fn, policy, workers=workers)
     if backend == "ray":
         return RaySampler(env_fn, policy, workers=workers)
     raise ValueError(

@@ -1,13 +1,11 @@
-"""Ray backend: the tasks of a call spread over Ray actors that each run whole episodes.
+"""Ray backend: the tasks of a call spread over Ray actors that each sample a slice whole.
 
 Across machines, one round trip per environment step would cost more than the step, so the
-driver here does not step anything. It splits the ``N`` tasks into contiguous slices, one per
-actor, puts the parameters into Ray's object store once per call, and each actor runs the
-lockstep loop of :class:`~metarobot.sampling.base.LocalSampler` on its slice, with its own
-environments and a CPU copy of the policy, and sends its episodes back as numpy arrays (the
-slicing is :mod:`metarobot.sampling.slices`, shared with the process backend's). Reset
-seeds and action noise are addressed by each episode's position in the whole batch, and the CPU
-forward pass is single-threaded, so the slices put together equal, bit for bit, what
+driver here does not step anything: it is a slice backend (:mod:`metarobot.sampling.slices`,
+shared with the process backend's :class:`~metarobot.sampling.process.ProcessSliceSampler`).
+Each actor is a :class:`~metarobot.sampling.slices.SliceWorker` with its own environments and a
+CPU copy of the policy; the parameters go into Ray's object store once per call, and the
+episodes come back as numpy arrays. The slices put together equal, bit for bit, what
 ``LocalSampler`` returns for the whole batch with a CPU policy (on machines with the same CPU
 kernels: a cluster mixing CPU generations may differ in the last bits).
 
@@ -23,21 +21,18 @@ without the fault.
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any
 
-from metarobot.episodes import Episodes
-from metarobot.sampling._envs import EnvFn, EnvSpec
-from metarobot.sampling.base import BatchedPolicy, NonFiniteParametersError, Request, Sampler
+from metarobot.sampling.base import BatchedPolicy, NonFiniteParametersError, Request
+from metarobot.sampling.environments import EnvFn, EnvSpec
 from metarobot.sampling.slices import (
-    RolloutWorker,
+    Arrays,
     SliceResult,
+    SliceSampler,
+    SliceWorker,
+    TaskSlice,
     cpu_copy,
-    join_slices,
-    params_arrays,
-    slice_request,
-    task_bounds,
 )
 
 INSTALL_HINT = 'the ray backend needs Ray: pip install "metarobot[ray]"'
@@ -55,7 +50,7 @@ def _import_ray() -> Any:
     return ray
 
 
-class RaySampler(Sampler):
+class RaySampler(SliceSampler):
     """Ray-actor backend; gives the same episodes as ``LocalSampler`` with a CPU policy.
 
     Connects to Ray if this process has not already (``ray.init(address=address)``; with
@@ -99,7 +94,7 @@ class RaySampler(Sampler):
         if self._owns_ray:
             ray.init(address=address, include_dashboard=False)
         self._cpu_policy = cpu_copy(policy)  # actors run on CPUs
-        self._actor_class = ray.remote(num_cpus=1)(RolloutWorker)
+        self._actor_class = ray.remote(num_cpus=1)(SliceWorker)
         self._actors: list[Any] = []
         try:
             self._actors = [self._start_actor() for _ in range(workers)]
@@ -130,8 +125,10 @@ class RaySampler(Sampler):
         except ray.exceptions.RayError as error:  # its __init__ raised: the env or the policy
             raise RuntimeError(f"a Ray sampler actor failed to start:\n{error}") from None
 
-    def _collect(self, request: Request) -> list[Episodes]:
-        """Run ``collect`` on every actor's slice, replacing dead actors; join the slices.
+    def _sample_slices(
+        self, request: Request, params: Arrays, slices: list[TaskSlice]
+    ) -> list[SliceResult]:
+        """Run ``collect`` on every slice's actor, replacing dead actors.
 
         With ``request.adapt`` (``sample_adaptation(on_workers=True)``), each actor samples,
         adapts and samples again for its slice with the parameters sent once, on its CPU, and
@@ -139,28 +136,23 @@ class RaySampler(Sampler):
         the actors pickled, once per call, through the object store.
         """
         ray = self._ray
-        started = time.perf_counter()
-        params, tasks = request.params, request.tasks
-        first = next(iter(params.values()))
-        params_ref = ray.put(params_arrays(params))
+        params_ref = ray.put(params)
         adapt_ref = None if request.adapt is None else ray.put(request.adapt)
-        bounds = task_bounds(len(tasks), self.workers)
-        busy = [index for index in range(self.workers) if bounds[index + 1] > bounds[index]]
 
-        def submit(index: int) -> Any:
-            lo, hi = bounds[index], bounds[index + 1]
-            piece = slice_request(request, lo, hi)
-            return self._actors[index].collect.remote(piece, params_ref, (lo, hi), adapt_ref)
+        def submit(piece: TaskSlice) -> Any:
+            actor = self._actors[piece.worker]
+            rows = (piece.lo, piece.hi)
+            return actor.collect.remote(piece.request(request), params_ref, rows, adapt_ref)
 
-        pending = {submit(index): index for index in busy}
-        results: dict[int, SliceResult] = {}
+        pending = {submit(piece): piece for piece in slices}
+        results: dict[TaskSlice, SliceResult] = {}
         failure: BaseException | None = None
         restarts = 0
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
-            index = pending.pop(ref)
+            piece = pending.pop(ref)
             try:
-                results[index] = ray.get(ref)
+                results[piece] = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as error:
                 restarts += 1
                 if restarts > self.max_restarts:
@@ -170,8 +162,8 @@ class RaySampler(Sampler):
                         f"max_restarts={self.max_restarts}); last: {error}. The sampler is "
                         "closed, create a new one"
                     ) from error
-                self._replace(index, bounds, error)
-                pending[submit(index)] = index
+                self._replace(piece, error)
+                pending[submit(piece)] = piece
             except ray.exceptions.RayTaskError as error:
                 # Raised once every actor has answered, so that none is left mid-call.
                 failure = failure or error
@@ -181,16 +173,15 @@ class RaySampler(Sampler):
             raise RuntimeError(f"a Ray sampler actor raised an exception:\n{failure}") from (
                 failure.cause
             )
-        ordered = [results[index] for index in busy]
-        episodes, self.last_stats = join_slices(ordered, len(request.seeds), first.device, started)
-        return episodes
+        return [results[piece] for piece in slices]
 
-    def _replace(self, index: int, bounds: list[int], error: BaseException) -> None:
-        """Start a fresh actor in place of actor ``index``, which died."""
+    def _replace(self, piece: TaskSlice, error: BaseException) -> None:
+        """Start a fresh actor in place of the one of ``piece``, which died."""
+        index = piece.worker
         self.restarts += 1
         warnings.warn(
             f"Ray sampler actor {index} died ({type(error).__name__}); replaced it and sampling "
-            f"its tasks {bounds[index]}..{bounds[index + 1]} again with the same seeds",
+            f"its tasks {piece.lo}..{piece.hi} again with the same seeds",
             RaySamplerWarning,
             stacklevel=3,
         )

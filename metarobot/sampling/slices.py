@@ -1,12 +1,15 @@
-"""Splitting a call into task slices that workers sample whole, and joining their episodes.
+"""Slice backends: a call split into task slices that workers sample whole, then joined.
 
 Where each worker runs whole episodes for a slice of the tasks (Ray actors, and worker processes
-when the policy lives on the CPU), the driver steps nothing: it splits the ``N`` tasks into
-contiguous slices, sends each worker its slice's parameters once, and each worker runs the
-lockstep loop of :class:`~metarobot.sampling.base.LocalSampler` with its own environments and
-CPU copy of the policy. Seeds and action noise are addressed by each episode's position in the
-whole batch, and the CPU forward pass is single-threaded, so the slices put together equal, bit
-for bit, what ``LocalSampler`` returns for the whole batch with a CPU policy.
+when the policy lives on the CPU), the driver steps nothing. :class:`SliceSampler` splits the
+``N`` tasks into contiguous slices, one per worker, sends each its slice and the parameters once,
+and joins the workers' episodes in task order; a backend says only how a slice reaches its worker
+and how the results come back (:meth:`SliceSampler._sample_slices`). Each worker
+(:class:`SliceWorker`) runs the lockstep loop of
+:class:`~metarobot.sampling.lockstep.LocalSampler` with its own environments and CPU copy of the
+policy. Seeds and action noise are addressed by each episode's position in the whole batch, and
+the CPU forward pass is single-threaded, so the slices put together equal, bit for bit, what
+``LocalSampler`` returns for the whole batch with a CPU policy.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import copy
 import pickle
 import time
-from dataclasses import fields, replace
+from abc import abstractmethod
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -23,12 +27,13 @@ import torch
 from metarobot.agent import Adaptation
 from metarobot.episodes import Episodes
 from metarobot.policies import Params
-from metarobot.sampling._envs import EnvFn, EnvSpec
-from metarobot.sampling.base import Adapt, BatchedPolicy, LocalSampler, Request, SamplerStats
-from metarobot.threads import set_torch_threads
+from metarobot.sampling.base import Adapt, BatchedPolicy, Request, Sampler, SamplerStats
+from metarobot.sampling.environments import EnvFn, EnvSpec
+from metarobot.sampling.lockstep import LocalSampler
+from metarobot.threads import set_cpu_threads
 
 Arrays = dict[str, np.ndarray]
-"""One ``Episodes`` as numpy arrays: its tensor fields by name, infos as ``infos/<key>``."""
+"""Numpy arrays by name: parameters, or one ``Episodes`` (its infos as ``infos/<key>``)."""
 
 SliceResult = tuple[list[Arrays], tuple[int, float, float]]
 """What a worker returns: each round's episodes, and (env steps, policy s, env s) summed."""
@@ -46,21 +51,73 @@ def task_bounds(num_tasks: int, workers: int) -> list[int]:
     return [index * num_tasks // workers for index in range(workers + 1)]
 
 
-def slice_request(request: Request, lo: int, hi: int) -> Request:
-    """Tasks ``lo..hi`` of ``request``, addressed by their place in the whole batch.
+@dataclass(frozen=True)
+class TaskSlice:
+    """Tasks ``lo..hi`` of a call, sampled by worker ``worker``."""
 
-    Parameters and the adaptation step travel separately (once per call, not per slice).
+    worker: int
+    lo: int
+    hi: int
+
+    def request(self, whole: Request) -> Request:
+        """The slice's part of ``whole``, addressed by its place in the whole batch.
+
+        Parameters and the adaptation step travel separately (once per call, not per slice).
+        """
+        return replace(
+            whole,
+            tasks=whole.tasks[self.lo : self.hi],
+            params={},
+            first_task=whole.first_task + self.lo,
+            adapt=None,
+        )
+
+
+class SliceSampler(Sampler):
+    """Workers each sample a contiguous slice of a call's tasks whole; the slices are joined.
+
+    Subclasses start :attr:`workers` workers, each a :class:`SliceWorker` (or a proxy of one),
+    and implement :meth:`_sample_slices`.
     """
-    return replace(
-        request,
-        tasks=request.tasks[lo:hi],
-        params={},
-        first_task=request.first_task + lo,
-        adapt=None,
-    )
+
+    workers: int
+
+    def _collect(self, request: Request) -> list[Episodes]:
+        started = time.perf_counter()
+        bounds = task_bounds(len(request.tasks), self.workers)
+        slices = [
+            TaskSlice(index, bounds[index], bounds[index + 1])
+            for index in range(self.workers)
+            if bounds[index + 1] > bounds[index]
+        ]
+        results = self._sample_slices(request, params_arrays(request.params), slices)
+        device = next(iter(request.params.values())).device
+        episodes = [
+            from_slices([arrays[k] for arrays, _ in results], device)
+            for k in range(len(request.seeds))
+        ]
+        # The policy and env seconds are the slowest worker's, the one the call waited for.
+        slowest = max((stats for _, stats in results), key=lambda stats: stats[1] + stats[2])
+        self.last_stats = SamplerStats(
+            env_steps=sum(stats[0] for _, stats in results),
+            seconds=time.perf_counter() - started,
+            policy_seconds=slowest[1],
+            env_seconds=slowest[2],
+        )
+        return episodes
+
+    @abstractmethod
+    def _sample_slices(
+        self, request: Request, params: Arrays, slices: list[TaskSlice]
+    ) -> list[SliceResult]:
+        """Have each slice's worker run :meth:`SliceWorker.collect`; results in slice order.
+
+        ``params`` are the whole call's parameters as CPU arrays (a slice's are its rows), and
+        ``request.adapt`` the inner-loop update between rounds, if any.
+        """
 
 
-def params_arrays(params: Params) -> dict[str, np.ndarray]:
+def params_arrays(params: Params) -> Arrays:
     """Parameters as CPU numpy arrays, for pickling to workers."""
     return {name: p.detach().cpu().contiguous().numpy() for name, p in params.items()}
 
@@ -77,37 +134,17 @@ def to_arrays(episodes: Episodes) -> Arrays:
 
 
 def from_slices(slices: list[Arrays], device: torch.device) -> Episodes:
-    """Concatenate per-slice arrays along the task axis into one ``Episodes`` on ``device``.
-
-    A slice that never saw an info key gets zeros for it, which is what the lockstep loop
-    writes for environments that do not report it.
-    """
-    keys = sorted({key for arrays in slices for key in arrays if key.startswith("infos/")})
-    joined = {
-        key: np.concatenate([a.get(key, np.zeros_like(a["rewards"])) for a in slices])
-        for key in [f.name for f in fields(Episodes) if f.name != "infos"] + keys
+    """Concatenate per-slice arrays along the task axis into one ``Episodes`` on ``device``."""
+    tensors = {
+        key: torch.from_numpy(np.concatenate([arrays[key] for arrays in slices])).to(device)
+        for key in slices[0]
     }
-    tensors = {key: torch.from_numpy(value).to(device) for key, value in joined.items()}
-    infos = {key.removeprefix("infos/"): tensors.pop(key) for key in keys}
+    infos = {
+        key.removeprefix("infos/"): tensors.pop(key)
+        for key in list(tensors)
+        if key.startswith("infos/")
+    }
     return Episodes(**tensors, infos=infos)
-
-
-def join_slices(
-    results: list[SliceResult], rounds: int, device: torch.device, started: float
-) -> tuple[list[Episodes], SamplerStats]:
-    """The workers' results, in task order, as one ``Episodes`` per round, and the call's stats.
-
-    The policy and env seconds are the slowest worker's, the one the call waited for.
-    """
-    episodes = [from_slices([arrays[k] for arrays, _ in results], device) for k in range(rounds)]
-    slowest = max((stats for _, stats in results), key=lambda stats: stats[1] + stats[2])
-    stats = SamplerStats(
-        env_steps=sum(stats[0] for _, stats in results),
-        seconds=time.perf_counter() - started,
-        policy_seconds=slowest[1],
-        env_seconds=slowest[2],
-    )
-    return episodes, stats
 
 
 class _TallyingSampler(LocalSampler):
@@ -128,7 +165,7 @@ class _TallyingSampler(LocalSampler):
         return episodes
 
 
-class RolloutWorker:
+class SliceWorker:
     """One worker: environments, a CPU copy of the policy and the lockstep rollout loop.
 
     Args:
@@ -137,7 +174,8 @@ class RolloutWorker:
     """
 
     def __init__(self, env_fn: EnvFn, policy: BatchedPolicy) -> None:
-        set_torch_threads(1)  # one CPU per worker (and see base._single_threaded)
+        # Sampling and adapting alike, as the driver of a CPU run does (see metarobot.threads).
+        set_cpu_threads("cpu")
         self._sampler = _TallyingSampler(env_fn, policy)
 
     def spec(self) -> EnvSpec:
@@ -145,7 +183,7 @@ class RolloutWorker:
         return self._sampler.env_spec
 
     def hello(self) -> bytes:
-        """The first answer of a worker process (see ``_envs.serve``): the pickled spec."""
+        """The first answer of a worker process (see ``worker_pool.serve``): the pickled spec."""
         return pickle.dumps(self.spec())
 
     def handle(self, message: bytes) -> bytes:
@@ -158,14 +196,14 @@ class RolloutWorker:
     def collect(
         self,
         request: Request,
-        params: dict[str, np.ndarray],
+        params: Arrays,
         rows: tuple[int, int],
         adapt: Adapt | None,
     ) -> SliceResult:
         """Sample this worker's slice: one round, or one per seed, adapted in between.
 
         Args:
-            request: The slice (:func:`slice_request`): its tasks and their offset
+            request: The slice (:meth:`TaskSlice.request`): its tasks and their offset
                 ``first_task`` in the whole batch, which addresses the seeds.
             params: Parameters holding at least the slice's rows.
             rows: The slice's rows ``(lo, hi)`` of ``params``.

@@ -3,6 +3,7 @@ import pytest
 import envs
 from envs.base import MetaEnv
 from envs.manipulation.metaworld_ml1 import METAWORLD_FAMILIES
+from metarobot.sampling.environments import as_number
 from metarobot.tasks import Task
 
 FAMILY_NAMES = list(envs.FAMILIES)
@@ -30,3 +31,9 @@ def first_task(name: str, split: str = "train") -> Task:
 
 def make_with_task(name: str, **kwargs) -> MetaEnv:
     return envs.make(name, task=first_task(name), **kwargs)
+
+
+def numeric_info_keys(info: dict[str, object]) -> set[str]:
+    """The entries of ``info`` that samplers record, so that the env must declare them."""
+    numbers = {key for key, value in info.items() if as_number(value) is not None}
+    return numbers - {"unstable"}

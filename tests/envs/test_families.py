@@ -7,7 +7,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
-from tests.envs.conftest import FAMILY_NAMES, first_task, make_with_task
+from tests.envs.conftest import FAMILY_NAMES, first_task, make_with_task, numeric_info_keys
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -69,6 +69,19 @@ def test_reward_terms_add_up_and_info_has_task(family_name):
         assert info["task"] == env.task and info["unstable"] is False
         if terminated:
             break
+
+
+def test_steps_report_exactly_the_declared_info_keys(family_name):
+    """Samplers record the declared keys and refuse other numbers; none may be stale either."""
+    env = make_with_task(family_name)
+    env.reset(seed=0)
+    reported = set()
+    for action in np.random.default_rng(0).uniform(-1, 1, (20, *env.action_space.shape)):
+        _, _, terminated, _, info = env.step(action)
+        reported |= numeric_info_keys(info)
+        if terminated:
+            break
+    assert reported == set(env.info_keys)
 
 
 def test_changing_task_changes_reward_or_dynamics(family_name):

@@ -15,6 +15,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import envs
 from envs.manipulation.metaworld_ml1 import ML1_FAMILIES
 from envs.manipulation.metaworld_tasks import SKILLS, skill_index
+from tests.envs.conftest import numeric_info_keys
 from tests.envs.test_metaworld import needs_metaworld
 
 pytestmark = needs_metaworld
@@ -37,6 +38,8 @@ def rollout(env: gym.Env, task, seed: int) -> tuple[np.ndarray, np.ndarray]:
     obs, _ = env.reset(seed=seed, options={"task": task})
     actions = np.random.default_rng(seed).uniform(-1, 1, (10, 4))
     steps = [env.step(action) for action in actions]
+    for step in steps:  # the info keys its skill reports are those declared for every skill
+        assert numeric_info_keys(step[4]) == set(env.unwrapped.info_keys)
     return np.array([obs] + [s[0] for s in steps]), np.array([s[1] for s in steps])
 
 

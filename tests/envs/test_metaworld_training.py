@@ -32,7 +32,7 @@ from metarobot.sampling import LocalSampler
 from metarobot.tasks import Task
 from tests.envs.test_metaworld import needs_metaworld
 from tests.metarobot.run.test_training import TINY, final_params
-from tests.metarobot.test_sampling import assert_identical
+from tests.metarobot.sampling.tiny import assert_identical
 
 # Four tasks of four skills, 20-step episodes.
 TINY_ML10 = replace(

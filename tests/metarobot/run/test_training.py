@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import metarobot.run.training as training
+import metarobot.threads as threads
 from agents import MAML
 from metarobot.run.build import resolve
 from metarobot.run.config import RunConfig, load_config
@@ -113,10 +114,12 @@ def test_bad_run_config_names_field_and_rule():
         RunConfig.from_mapping({"iteration": 3})
 
 
-@pytest.mark.parametrize("update_threads", [1, 2])
+@pytest.mark.parametrize(("update_threads", "expected"), [(1, 1), (2, 2), (0, 3)])
 def test_meta_update_runs_on_update_threads_and_sampling_on_one(
-    tmp_path, monkeypatch, update_threads
+    tmp_path, monkeypatch, update_threads, expected
 ):
+    """``update_threads`` 0 (the default) means every core: three, as this test pretends."""
+    monkeypatch.setattr(threads, "available_cores", lambda: 3)
     seen: dict[str, set[int]] = {"update": set(), "sampling": set()}
 
     def recording(name, function):
@@ -132,15 +135,5 @@ def test_meta_update_runs_on_update_threads_and_sampling_on_one(
     monkeypatch.setattr(MAML, "meta_update", recording("update", MAML.meta_update))
     config = replace(TINY, iterations=2, device="cpu", update_threads=update_threads)
     training.train(config, tmp_path / "run", progress=False).close()
-    assert seen == {"update": {update_threads}, "sampling": {1}}
+    assert seen == {"update": {expected}, "sampling": {1}}
     assert torch.get_num_threads() == 1
-
-
-def test_update_threads_default_is_every_core(monkeypatch):
-    monkeypatch.setattr(training, "available_cores", lambda: 7)
-    calls = []
-    monkeypatch.setattr(training, "torch_threads", calls.append)
-    training._update_threads(RunConfig(device="cpu"))
-    training._update_threads(RunConfig(device="cpu", update_threads=3))
-    training._update_threads(RunConfig(device="cuda"))
-    assert calls == [7, 3]

@@ -32,7 +32,7 @@ from metarobot.sampling import (
 )
 from metarobot.sampling.ray_backend import RaySamplerWarning
 from tests.metarobot.run.test_training import TINY, final_params
-from tests.metarobot.test_sampling import (
+from tests.metarobot.sampling.tiny import (
     AGREEMENT_CASES,
     TASKS,
     TinyEnv,
