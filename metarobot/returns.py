@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from metarobot.episodes import Episodes
-from metarobot.threads import torch_threads
+from metarobot.threads import cpu_threads
 
 
 def zero_padding(values: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -159,19 +159,19 @@ class LinearFeatureBaseline:
         reg = torch.full(gram.shape[:1], self.reg_coeff, dtype=gram.dtype, device=gram.device)
         coeffs = torch.zeros_like(moment)
         solved = torch.zeros(gram.shape[:1], dtype=torch.bool, device=gram.device)
-        for _ in range(self.max_attempts):
-            # One thread: torch's batched LU runs MKL's threaded getrf inside its own parallel
-            # loop over tasks, which with 2+ threads on a busy CPU spins for minutes and
-            # corrupts arguments ("Parameter 6 was incorrect on entry to DLASWP"); these
-            # systems (2 * obs_dim + 4 unknowns) take well under a millisecond on one core.
-            with torch_threads(1):
+        # One CPU thread: torch's batched LU runs MKL's threaded getrf inside its own parallel
+        # loop over tasks, which with 2+ threads on a busy CPU spins for minutes and corrupts
+        # arguments ("Parameter 6 was incorrect on entry to DLASWP"); these systems
+        # (2 * obs_dim + 4 unknowns) take well under a millisecond on one core.
+        with cpu_threads(gram.device, 1):
+            for _ in range(self.max_attempts):
                 solution, info = torch.linalg.solve_ex(gram + reg.view(-1, 1, 1) * eye, moment)
-            newly = (info == 0) & solution.isfinite().all(dim=-1) & ~solved
-            coeffs = torch.where(newly.unsqueeze(-1), solution, coeffs)
-            solved |= newly
-            if bool(solved.all()):
-                return coeffs
-            reg = torch.where(solved, reg, reg * 10.0)
+                newly = (info == 0) & solution.isfinite().all(dim=-1) & ~solved
+                coeffs = torch.where(newly.unsqueeze(-1), solution, coeffs)
+                solved |= newly
+                if bool(solved.all()):
+                    return coeffs
+                reg = torch.where(solved, reg, reg * 10.0)
         failed = (~solved).nonzero().flatten().tolist()
         raise RuntimeError(
             f"LinearFeatureBaseline: normal equations of tasks {failed} are unsolvable even with "
