@@ -24,7 +24,6 @@ from agents.common import (
     gradient,
     learning_episodes,
     leaves,
-    policy_gradient_loss,
 )
 from metarobot.agent import Adaptation, Agent, MetaBatch, check_config
 from metarobot.episodes import Episodes
@@ -141,6 +140,60 @@ def transitions(episodes: Episodes) -> tuple[torch.Tensor, torch.Tensor]:
         dim=-1,
     )
     return features, masks[:, :, :-1] * masks[:, :, 1:]
+
+
+class HeadQuadratic(NamedTuple):
+    """The inner policy-gradient loss as a quadratic form in the policy's output layer.
+
+    With the hidden layers and the standard deviation held fixed, as LEO's inner loop holds them,
+    the mean action ``mu_t = x_t Theta`` is linear in ``Theta = [W^T; b]`` (``x_t = [h_t, 1]``, the
+    last hidden activations and a one), so ``policy_gradient_loss``, the advantage-weighted
+    Gaussian log-likelihood ``sum_t w_t sum_d (a_td - mu_td)^2 / (2 sigma_d^2)`` plus terms free
+    of ``Theta``, is ``sum_d (theta_d^T G theta_d - 2 theta_d^T c_d) / (2 sigma_d^2)`` with
+    ``G = sum_t w_t x_t x_t^T`` and ``c_d = sum_t w_t a_td x_t``. Its gradient in ``Theta`` is
+    exactly that of the per-step loss, and stays differentiable in ``G``, ``c`` and ``sigma``
+    (hence in the hidden layers and the standard deviation), but an inner step costs a
+    ``[F + 1, F + 1]`` product per task instead of a pass over every step of the batch; the
+    per-step work is done once, in :meth:`of`.
+
+    Attributes:
+        gram: ``G``, ``[N, F + 1, F + 1]``.
+        cross: ``c``, ``[N, F + 1, A]``.
+    """
+
+    gram: torch.Tensor
+    cross: torch.Tensor
+
+    @classmethod
+    def of(
+        cls, features: torch.Tensor, episodes: Episodes, advantages: torch.Tensor
+    ) -> HeadQuadratic:
+        """The form for hidden activations ``features`` ``[N, E, T, F]`` of ``episodes``.
+
+        ``w_t`` is ``policy_gradient_loss``'s: the advantage over the task's count of valid
+        steps, 0 on padding (whose NaN activations or actions are selected away).
+        """
+        masks = episodes.masks
+        dims = tuple(range(1, masks.dim()))
+        weights = zero_padding(advantages, masks) / masks.sum(dim=dims, keepdim=True).clamp_min(1)
+        valid = masks.unsqueeze(-1)
+        ones = features.new_ones(*features.shape[:-1], 1)
+        inputs = zero_padding(torch.cat([features, ones], dim=-1), valid).flatten(1, -2)
+        actions = zero_padding(episodes.actions, valid).flatten(1, -2)
+        weighted = (inputs * weights.flatten(1).unsqueeze(-1)).transpose(1, 2)
+        return cls(weighted @ inputs, weighted @ actions)
+
+    def loss(self, weight: torch.Tensor, bias: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+        """The summed per-task losses, up to terms free of the output layer.
+
+        Args:
+            weight: ``[N, A, F]`` output-layer weights (``nn.Linear``'s layout, per task).
+            bias: ``[N, A]`` output-layer biases.
+            log_std: ``[N, A]`` log standard deviations.
+        """
+        theta = torch.cat([weight.transpose(1, 2), bias.unsqueeze(1)], dim=1)
+        quadratic = (theta * (self.gram @ theta - 2 * self.cross)).sum(dim=1)
+        return (0.5 * quadratic * torch.exp(-2 * log_std)).sum()
 
 
 class LatentModel(nn.Module):
@@ -314,7 +367,10 @@ class LEO(Agent[LEOConfig]):
         if previous is None or previous.state is None:
             inference = self._infer(episodes, advantages, sample=False, create_graph=False)
             return Adaptation(detach_params(inference.params), inference.adapted.detach())
-        params = self._finetune(leaves(previous.params), episodes, advantages, False)
+        params = leaves(previous.params)
+        features = self.policy.batched_features(episodes.observations, params)
+        quadratic = HeadQuadratic.of(features, episodes, advantages)
+        params = self._finetune(params, quadratic, False)
         return Adaptation(detach_params(params), previous.state)
 
     @torch.enable_grad()
@@ -408,12 +464,14 @@ class LEO(Agent[LEOConfig]):
         valid = learning_episodes(batch.valid, self.device)
         return train, self._advantages(train), valid, self._advantages(valid)
 
-    def _inner_loss(
-        self, params: Params, episodes: Episodes, advantages: torch.Tensor
-    ) -> torch.Tensor:
-        """Summed per-task policy-gradient losses: each task's variables get their own gradient."""
-        distribution = self.policy.batched_distribution(episodes.observations, params)
-        return policy_gradient_loss(distribution, episodes, advantages).sum()
+    def _inner_loss(self, quadratic: HeadQuadratic, params: Params) -> torch.Tensor:
+        """Summed per-task policy-gradient losses: each task's variables get their own gradient.
+
+        Up to terms without the output layer, which the inner loop alone changes; see
+        :class:`HeadQuadratic`.
+        """
+        weight, bias = (params[name] for name in self.head_names)
+        return quadratic.loss(weight, bias, params["log_std"])
 
     def _infer(
         self, episodes: Episodes, advantages: torch.Tensor, sample: bool, create_graph: bool
@@ -435,22 +493,26 @@ class LEO(Agent[LEOConfig]):
         if not create_graph:
             start = start.detach().requires_grad_()
         z = start
+        shared = expand_params(self.policy.meta_parameters(), episodes.num_tasks)
+        features = self.policy.batched_features(episodes.observations, shared)
+        quadratic = HeadQuadratic.of(features, episodes, advantages)
         inner_lr = self.latent.log_inner_lr.exp()
         for _ in range(self.config.latent_steps):
-            loss = self._inner_loss(self.decode(z), episodes, advantages)
+            loss = self._inner_loss(quadratic, self.decode(z))
             (grad,) = torch.autograd.grad(loss, (z,), create_graph=create_graph)
             z = z - inner_lr * grad
-        params = self._finetune(self.decode(z), episodes, advantages, create_graph)
+        params = self._finetune(self.decode(z), quadratic, create_graph)
         return _Inference(params, mean, log_std, start, z)
 
-    def _finetune(
-        self, params: Params, episodes: Episodes, advantages: torch.Tensor, create_graph: bool
-    ) -> Params:
-        """``finetune_steps`` policy-gradient steps on the output layer, the rest held fixed."""
+    def _finetune(self, params: Params, quadratic: HeadQuadratic, create_graph: bool) -> Params:
+        """``finetune_steps`` policy-gradient steps on the output layer, the rest held fixed.
+
+        ``quadratic`` is the inner loss of the episodes under ``params``' hidden layers.
+        """
         head = {name: params[name] for name in self.head_names}
         finetune_lr = self.latent.log_finetune_lr.exp()
         for _ in range(self.config.finetune_steps):
-            loss = self._inner_loss({**params, **head}, episodes, advantages)
+            loss = self._inner_loss(quadratic, {**params, **head})
             grads = gradient(loss, head, create_graph=create_graph)
             head = {name: value - finetune_lr * grads[name] for name, value in head.items()}
         return {**params, **head}

@@ -73,18 +73,38 @@ class GaussianMLPPolicy(nn.Module):
         ``vmap`` of the module would compute, at a third of its cost in the sampler's per-step
         forward pass and with cheaper higher-order gradients for MAML.
         """
+        return self.batched_head(self.batched_features(obs, params), params)
+
+    def batched_features(self, obs: torch.Tensor, params: Params) -> torch.Tensor:
+        """Per-task activations of the last hidden layer, ``[..., hidden]`` for ``obs [..., obs]``.
+
+        Split from :meth:`batched_head` for agents that adapt only the output layer (LEO): the
+        features of a batch are then computed once however many inner steps read them.
+        """
         num_tasks = obs.shape[0]
         hidden = obs.reshape(num_tasks, -1, obs.shape[-1])
-        for index, layer in enumerate(self.mean):
+        for index, layer in enumerate(list(self.mean)[:-1]):
             if isinstance(layer, nn.Linear):
-                weight = params[f"mean.{index}.weight"]
-                bias = params[f"mean.{index}.bias"]
-                hidden = torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))
+                hidden = _batched_linear(hidden, params, f"mean.{index}")
             else:
                 hidden = layer(hidden)
-        mean = hidden.reshape(*obs.shape[:-1], self.act_dim)
-        std = params["log_std"].exp().reshape(num_tasks, *([1] * (obs.dim() - 2)), self.act_dim)
+        return hidden.reshape(*obs.shape[:-1], hidden.shape[-1])
+
+    def batched_head(self, features: torch.Tensor, params: Params) -> Normal:
+        """Per-task distributions from :meth:`batched_features`' output: the output layer, std."""
+        num_tasks = features.shape[0]
+        flat = features.reshape(num_tasks, -1, features.shape[-1])
+        mean = _batched_linear(flat, params, f"mean.{len(self.mean) - 1}")
+        mean = mean.reshape(*features.shape[:-1], self.act_dim)
+        std = params["log_std"].exp()
+        std = std.reshape(num_tasks, *([1] * (features.dim() - 2)), self.act_dim)
         return Normal(mean, std.expand_as(mean), validate_args=False)
+
+
+def _batched_linear(inputs: torch.Tensor, params: Params, name: str) -> torch.Tensor:
+    """``inputs [N, M, in]`` through the per-task linear layer ``name``: ``[N, M, out]``."""
+    weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+    return torch.baddbmm(bias.unsqueeze(1), inputs, weight.transpose(1, 2))
 
 
 def expand_params(params: Params, num_tasks: int) -> Params:

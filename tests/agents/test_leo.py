@@ -7,7 +7,7 @@ import torch
 
 from agents import AGENTS, LEO, LEOConfig, make_agent
 from agents.common import policy_gradient_loss
-from agents.leo import kl_to_standard_normal, orthogonality_penalty
+from agents.leo import HeadQuadratic, kl_to_standard_normal, orthogonality_penalty
 from metarobot.agent import Adaptation, MetaBatch
 from metarobot.episodes import Episodes
 from metarobot.policies import GaussianMLPPolicy, expand_params
@@ -145,6 +145,49 @@ def test_adapting_an_adapted_policy_fine_tunes_its_output_layer() -> None:
     no_finetuning = make_leo(replace(SMALL, finetune_steps=0))
     for name, value in no_finetuning.adapt(episodes, adaptation).params.items():
         assert torch.equal(value, adapted[name])
+
+
+def test_head_quadratic_has_the_policy_gradient_loss_gradients_to_second_order() -> None:
+    """The inner loop's closed form: same head gradient, same derivatives of it (the outer loss's
+    path to the hidden layers and the standard deviation), whatever the padding holds."""
+    torch.manual_seed(3)
+    policy = GaussianMLPPolicy(3, 2, hidden_sizes=(5, 4)).double()
+    episodes = sample_episodes(policy, seed=4)
+    advantages = compute_advantages(episodes, 0.99, 1.0)
+    padding = episodes.masks.unsqueeze(-1) == 0
+    garbage_padded = replace(
+        episodes,
+        observations=episodes.observations.masked_fill(padding, 1e3),
+        actions=episodes.actions.masked_fill(padding, torch.nan),
+    )
+    head_names = ("mean.4.weight", "mean.4.bias")
+    meta = policy.meta_parameters()
+    shared = {name: p for name, p in meta.items() if name not in head_names}
+    params = expand_params(meta, episodes.num_tasks)
+    head = {name: params[name].detach().clone().requires_grad_() for name in head_names}
+    params |= head
+    features = policy.batched_features(episodes.observations, params)
+    per_step = policy_gradient_loss(policy.batched_head(features, params), episodes, advantages)
+    garbage_features = policy.batched_features(garbage_padded.observations, params)
+    closed_form = HeadQuadratic.of(garbage_features, garbage_padded, advantages).loss(
+        *head.values(), params["log_std"]
+    )
+    exact = torch.autograd.grad(per_step.sum(), list(head.values()), create_graph=True)
+    quadratic = torch.autograd.grad(closed_form, list(head.values()), create_graph=True)
+    directions = [torch.randn_like(g) for g in exact]
+    second_order = [
+        torch.autograd.grad(
+            sum((g * v).sum() for g, v in zip(grads, directions, strict=True)),
+            list(shared.values()),
+        )
+        for grads in (exact, quadratic)
+    ]
+    for got, expected in zip(quadratic, exact, strict=True):
+        assert torch.isfinite(got).all() and got.abs().sum() > 0
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+    for got, expected in zip(*reversed(second_order), strict=True):
+        assert torch.isfinite(got).all() and got.abs().sum() > 0
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
 
 
 def test_encoder_ignores_the_order_of_episodes_and_padding_values() -> None:
