@@ -118,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
         if config.backend != "ray":
             raise ValueError(f"--ray-address needs --backend ray, not {config.backend!r}")
         os.environ["RAY_ADDRESS"] = args.ray_address
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT explicitly too: a process started with it ignored (a shell's background job, a
+    # child of such a process) would otherwise inherit the ignoring and could not be stopped.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         parts = train(
             config, args.out, agent_values, resume=args.resume, progress=not args.no_progress

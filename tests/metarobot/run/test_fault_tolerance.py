@@ -40,11 +40,18 @@ FLAGS = [
     "--episodes-per-task", "2", "--horizon", "10", "--hidden-sizes", "8",
     "--checkpoint-every", "2", "--seed", "3", "--no-progress",
 ]  # fmt: skip
-CLI = "import sys; from metarobot.cli import main; sys.exit(main(sys.argv[1:]))"
+CLI = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "from metarobot.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 def start_training(run_dir: Path) -> subprocess.Popen[bytes]:
-    """``metarobot train`` in a subprocess: fresh, or ``--resume`` once the run has a config."""
+    """``metarobot train`` in a subprocess: fresh, or ``--resume`` once the run has a config.
+
+    It starts with SIGINT ignored, as a shell starts a background job: training must still
+    answer an interrupt.
+    """
     resume = ["--resume"] if (run_dir / "config.toml").exists() else []
     command = [sys.executable, "-c", CLI, "train", "--out", str(run_dir), *FLAGS, *resume]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
