@@ -168,19 +168,20 @@ class HeadQuadratic(NamedTuple):
     def of(
         cls, features: torch.Tensor, episodes: Episodes, advantages: torch.Tensor
     ) -> HeadQuadratic:
-        """The form for hidden activations ``features`` ``[N, E, T, F]`` of ``episodes``.
+        """The form for hidden activations ``features`` ``[N, E * T, F]`` of ``episodes``.
 
         ``w_t`` is ``policy_gradient_loss``'s: the advantage over the task's count of valid
         steps, 0 on padding (whose NaN activations or actions are selected away).
         """
-        masks = episodes.masks
-        dims = tuple(range(1, masks.dim()))
-        weights = zero_padding(advantages, masks) / masks.sum(dim=dims, keepdim=True).clamp_min(1)
+        masks = episodes.masks.flatten(1)
+        weights = zero_padding(advantages.flatten(1), masks) / masks.sum(1, keepdim=True).clamp_min(
+            1
+        )
         valid = masks.unsqueeze(-1)
         ones = features.new_ones(*features.shape[:-1], 1)
-        inputs = zero_padding(torch.cat([features, ones], dim=-1), valid).flatten(1, -2)
-        actions = zero_padding(episodes.actions, valid).flatten(1, -2)
-        weighted = (inputs * weights.flatten(1).unsqueeze(-1)).transpose(1, 2)
+        inputs = zero_padding(torch.cat([features, ones], dim=-1), valid)
+        actions = zero_padding(episodes.actions.flatten(1, -2), valid)
+        weighted = (inputs * weights.unsqueeze(-1)).transpose(1, 2)
         return cls(weighted @ inputs, weighted @ actions)
 
     def loss(self, weight: torch.Tensor, bias: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:

@@ -73,13 +73,19 @@ class GaussianMLPPolicy(nn.Module):
         ``vmap`` of the module would compute, at a third of its cost in the sampler's per-step
         forward pass and with cheaper higher-order gradients for MAML.
         """
-        return self.batched_head(self.batched_features(obs, params), params)
+        num_tasks = obs.shape[0]
+        features = self.batched_features(obs, params)
+        mean = _batched_linear(features, params, f"mean.{len(self.mean) - 1}")
+        mean = mean.reshape(*obs.shape[:-1], self.act_dim)
+        std = params["log_std"].exp().reshape(num_tasks, *([1] * (obs.dim() - 2)), self.act_dim)
+        return Normal(mean, std.expand_as(mean), validate_args=False)
 
     def batched_features(self, obs: torch.Tensor, params: Params) -> torch.Tensor:
-        """Per-task activations of the last hidden layer, ``[..., hidden]`` for ``obs [..., obs]``.
+        """Per-task activations of the last hidden layer, ``[N, M, hidden]``.
 
-        Split from :meth:`batched_head` for agents that adapt only the output layer (LEO): the
-        features of a batch are then computed once however many inner steps read them.
+        ``obs`` is ``[N, ..., obs_dim]``; ``M`` is the product of its middle axes. Exposed for
+        agents that adapt only the output layer (LEO): the features of a batch are then computed
+        once however many inner steps read them.
         """
         num_tasks = obs.shape[0]
         hidden = obs.reshape(num_tasks, -1, obs.shape[-1])
@@ -88,17 +94,7 @@ class GaussianMLPPolicy(nn.Module):
                 hidden = _batched_linear(hidden, params, f"mean.{index}")
             else:
                 hidden = layer(hidden)
-        return hidden.reshape(*obs.shape[:-1], hidden.shape[-1])
-
-    def batched_head(self, features: torch.Tensor, params: Params) -> Normal:
-        """Per-task distributions from :meth:`batched_features`' output: the output layer, std."""
-        num_tasks = features.shape[0]
-        flat = features.reshape(num_tasks, -1, features.shape[-1])
-        mean = _batched_linear(flat, params, f"mean.{len(self.mean) - 1}")
-        mean = mean.reshape(*features.shape[:-1], self.act_dim)
-        std = params["log_std"].exp()
-        std = std.reshape(num_tasks, *([1] * (features.dim() - 2)), self.act_dim)
-        return Normal(mean, std.expand_as(mean), validate_args=False)
+        return hidden
 
 
 def _batched_linear(inputs: torch.Tensor, params: Params, name: str) -> torch.Tensor:

@@ -166,8 +166,9 @@ def test_head_quadratic_has_the_policy_gradient_loss_gradients_to_second_order()
     params = expand_params(meta, episodes.num_tasks)
     head = {name: params[name].detach().clone().requires_grad_() for name in head_names}
     params |= head
-    features = policy.batched_features(episodes.observations, params)
-    per_step = policy_gradient_loss(policy.batched_head(features, params), episodes, advantages)
+    per_step = policy_gradient_loss(
+        policy.batched_distribution(episodes.observations, params), episodes, advantages
+    )
     garbage_features = policy.batched_features(garbage_padded.observations, params)
     closed_form = HeadQuadratic.of(garbage_features, garbage_padded, advantages).loss(
         *head.values(), params["log_std"]
