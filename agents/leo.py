@@ -174,9 +174,8 @@ class HeadQuadratic(NamedTuple):
         steps, 0 on padding (whose NaN activations or actions are selected away).
         """
         masks = episodes.masks.flatten(1)
-        weights = zero_padding(advantages.flatten(1), masks) / masks.sum(1, keepdim=True).clamp_min(
-            1
-        )
+        valid_steps = masks.sum(1, keepdim=True).clamp_min(1)
+        weights = zero_padding(advantages.flatten(1), masks) / valid_steps
         valid = masks.unsqueeze(-1)
         ones = features.new_ones(*features.shape[:-1], 1)
         inputs = zero_padding(torch.cat([features, ones], dim=-1), valid)
@@ -368,10 +367,8 @@ class LEO(Agent[LEOConfig]):
         if previous is None or previous.state is None:
             inference = self._infer(episodes, advantages, sample=False, create_graph=False)
             return Adaptation(detach_params(inference.params), inference.adapted.detach())
-        params = leaves(previous.params)
-        features = self.policy.batched_features(episodes.observations, params)
-        quadratic = HeadQuadratic.of(features, episodes, advantages)
-        params = self._finetune(params, quadratic, False)
+        quadratic = self._head_quadratic(episodes, advantages, previous.params, False)
+        params = self._finetune(leaves(previous.params), quadratic, False)
         return Adaptation(detach_params(params), previous.state)
 
     @torch.enable_grad()
@@ -495,8 +492,7 @@ class LEO(Agent[LEOConfig]):
             start = start.detach().requires_grad_()
         z = start
         shared = expand_params(self.policy.meta_parameters(), episodes.num_tasks)
-        features = self.policy.batched_features(episodes.observations, shared)
-        quadratic = HeadQuadratic.of(features, episodes, advantages)
+        quadratic = self._head_quadratic(episodes, advantages, shared, create_graph)
         inner_lr = self.latent.log_inner_lr.exp()
         for _ in range(self.config.latent_steps):
             loss = self._inner_loss(quadratic, self.decode(z))
@@ -504,6 +500,18 @@ class LEO(Agent[LEOConfig]):
             z = z - inner_lr * grad
         params = self._finetune(self.decode(z), quadratic, create_graph)
         return _Inference(params, mean, log_std, start, z)
+
+    def _head_quadratic(
+        self, episodes: Episodes, advantages: torch.Tensor, params: Params, differentiable: bool
+    ) -> HeadQuadratic:
+        """The inner loss of ``episodes`` under ``params``' hidden layers (:class:`HeadQuadratic`).
+
+        Only the outer loss differentiates through the hidden layers, so without
+        ``differentiable`` no graph is recorded through them (it would only hold memory).
+        """
+        with torch.set_grad_enabled(differentiable):
+            features = self.policy.batched_features(episodes.observations, params)
+            return HeadQuadratic.of(features, episodes, advantages)
 
     def _finetune(self, params: Params, quadratic: HeadQuadratic, create_graph: bool) -> Params:
         """``finetune_steps`` policy-gradient steps on the output layer, the rest held fixed.
