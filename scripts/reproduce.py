@@ -326,7 +326,7 @@ COLUMNS = {
 
 
 def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
-    """One family's table (every run, its untrained policy, the paper's rows) and run notes."""
+    """One family's table (every run, its untrained policy, the paper's rows, a legend), notes."""
     protocol = setting_of(folders[0]).protocol
     columns = COLUMNS[protocol]
     gain = protocol == "maml"
@@ -367,7 +367,13 @@ def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
             f"`{command(config.family, config.agent, config.seed)}`. "
             f"![learning curve](results/{folder.name}/learning_curve.png)"
         )
-    return lines, notes
+    legend = "*s / iteration*: median seconds of sampling + meta-update (2 cores)."
+    if gain:
+        legend = (
+            "*gain, 1 step*: return after one step minus before, per task, with the 95% CI "
+            f"of its mean (paired over the same tasks). {legend}"
+        )
+    return [*lines, "", legend], notes
 
 
 def report() -> None:
@@ -389,15 +395,7 @@ def report() -> None:
     folders = sorted(p for p in RESULTS.glob("*-s*") if (p / "test.json").is_file())
     for family in sorted({p.name.split("-")[0] for p in folders}):
         table, notes = family_table([p for p in folders if p.name.split("-")[0] == family])
-        lines += ["", f"## {family}", "", *table]
-        legend = "*s / iteration*: median seconds of sampling + meta-update (2 cores)."
-        if setting_of(folders[0]).protocol == "maml":
-            legend = (
-                "*gain, 1 step*: return after one step minus before, per task, with the 95% CI "
-                f"of its mean (paired over the same tasks). {legend}"
-            )
-        lines += ["", legend, ""]
-        lines += notes
+        lines += ["", f"## {family}", "", *table, "", *notes]
     REPORT.write_text("\n".join(lines) + "\n")
     print(REPORT.read_text())
 
