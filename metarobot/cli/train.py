@@ -1,7 +1,8 @@
 """``metarobot train``: meta-train an agent on a task family, with checkpoints and resume.
 
 ``--resume`` starts from the run's saved config, so flags there are changes to it; only how
-long and how a run executes may change (see ``RESUMABLE_FIELDS``), anything else is refused.
+long and how a run executes may change (see ``RESUMABLE_FIELDS``), and the change is saved;
+anything else is refused.
 ``SIGINT`` (Ctrl-C) and ``SIGTERM`` (a scheduler's preemption) stop the run after checkpointing
 its last complete iteration; after Ctrl-C the exit code is 130.
 """

@@ -181,6 +181,8 @@ def _resume(config: RunConfig, agent_config: Any, run_dir: Path) -> tuple[RunPar
                 raise ValueError(
                     f"checkpoint {found[start]} does not fit the run in {run_dir}: {error}"
                 ) from None
+        if config != saved:  # the run's config.toml says what it now runs to, and how
+            save_config(run_dir / "config.toml", config, parts.agent.config)
         remove_temporary_files(run_dir)
         remove_temporary_files(run_dir / "checkpoints")
         if state is None:  # killed before its first checkpoint: the start is reproducible

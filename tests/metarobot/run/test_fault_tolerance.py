@@ -28,6 +28,7 @@ import metarobot.run.training as training
 from agents.maml import MAML
 from metarobot.cli import main
 from metarobot.run.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
+from metarobot.run.config import load_config
 from metarobot.sampling import NonFiniteParametersError
 from tests.metarobot.run.test_training import TINY, final_params
 
@@ -248,6 +249,8 @@ def test_resume_may_change_how_a_run_executes_but_not_what_it_computes(
     parts = training.train(longer, run_dir, resume=True, progress=False)
     parts.close()
     assert parts.config.backend == "process" and parts.config.iterations == 6
+    saved, _ = load_config(run_dir / "config.toml")
+    assert (saved.backend, saved.iterations, saved.checkpoint_every) == ("process", 6, 3)
     with pytest.raises(ValueError, match=r"cannot change seed=4 \(the run has 3\)"):
         training.train(replace(TINY, seed=4), run_dir, resume=True, progress=False)
 
