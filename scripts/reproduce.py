@@ -58,6 +58,8 @@ EVAL_TASKS, EVAL_STEPS, EVAL_ROLLOUTS, EVAL_SEED = 40, 3, 20, 1000
 
 MAML_LOCOMOTION = {"meta_batch_size": 40, "episodes_per_task": 20, "hidden_sizes": (100, 100)}
 """Finn et al. 2017, App. A.2: 2 x 100 tanh policy, meta-batch 40, 20 rollouts per task."""
+MAML_METAWORLD = {"meta_batch_size": 20, "episodes_per_task": 10, "hidden_sizes": (100, 100)}
+"""Yu et al. 2019 (Meta-World), MAML-TRPO on ML1: meta-batch 20, 10 episodes per task."""
 MAML_STEPS_PER_ITERATION = 2 * 40 * 20 * 200
 """Env steps of one paper-setting MAML iteration (adaptation and validation rounds)."""
 PAPER_MAML_CHEETAH_VEL = (-130.0, -75.0, -70.0, -65.0)
@@ -78,6 +80,8 @@ class Setting:
         note: Where the setting and the paper's numbers come from, and what differs.
         protocol: ``metarobot evaluate --protocol``: ``"maml"`` (40 tasks, 0..3 steps of 20
             rollouts, returns) or ``"metaworld"`` (Meta-World+'s: success after one step).
+        success: Also tabulate success before and after one step (families with a goal to
+            reach, where return alone hides whether the task gets done).
     """
 
     run: dict[str, Any]
@@ -86,6 +90,7 @@ class Setting:
     paper: dict[str, tuple[float, ...]] = field(default_factory=dict)
     note: str = ""
     protocol: str = "maml"
+    success: bool = False
 
 
 def matched_iterations(inner_steps: int) -> int:
@@ -128,15 +133,23 @@ SETTINGS: dict[tuple[str, str], Setting] = {
         note="No Reptile paper runs locomotion: ours, tuned on PointNav2D, with MAML's env-step "
         "budget (3 inner rounds + validation per iteration).",
     ),
+    ("PickPlace", "maml"): Setting(
+        MAML_METAWORLD,
+        success=True,
+        note="No paper runs MAML on this family: Meta-World's MAML-TRPO setting for ML1 "
+        "(meta-batch 20 x 10 episodes, 2 x 100 policy, one inner step, TRPO) on our grasping "
+        "family, with its own 150-step episodes, for 500 iterations (30M env steps).",
+    ),
     ("MetaWorldPickPlace", "maml"): Setting(
-        {"meta_batch_size": 20, "episodes_per_task": 10, "hidden_sizes": (100, 100)},
-        iterations=150,
+        MAML_METAWORLD,
+        iterations=100,
         protocol="metaworld",
         note="Meta-World's MAML-TRPO on ML1 pick-place (Yu et al. 2019, and garage's ML1 "
         "example): meta-batch 20 x 10 episodes of 500 steps, 2 x 100 policy, one inner step. "
-        "The budget is what fits one session on 2 cores, far below the papers' millions of "
-        "steps. Published MAML figures are for ML10 (Meta-World paper: 36% meta-test success; "
-        "arXiv 2511.12383, Meta-World v3: 13.2% held-out), none for ML1 pick-place are entered. "
+        "The budget, 100 iterations of 200,000 env steps (20M steps, about 2 h 10 min on 2 "
+        "cores), is what fits one 3-hour session beside its evaluation. Published MAML "
+        "figures are for ML10 (Meta-World paper: 36% meta-test success; arXiv 2511.12383, "
+        "Meta-World v3: 13.2% held-out); none for ML1 pick-place are entered. "
         "Needs the metaworld extra: run it with `.venv-metaworld/bin/python`.",
     ),
     ("HalfCheetahVel", "leo"): Setting(
@@ -313,11 +326,12 @@ def gain_cell(result: dict[str, Any]) -> str:
     return f"{mean:+.1f} ± {ci:.1f}"
 
 
+SUCCESS_COLUMNS = [("success, 0 steps", 0, "success"), ("success, 1 step", 1, "success")]
+"""Success before and after one step: Meta-World's headline, and added where ``success``."""
 COLUMNS = {
     "maml": [(f"{k} step{'s' * (k != 1)}", k, "return") for k in range(EVAL_STEPS + 1)],
     "metaworld": [
-        ("success, 0 steps", 0, "success"),
-        ("success, 1 step", 1, "success"),
+        *SUCCESS_COLUMNS,
         ("return, 0 steps", 0, "return"),
         ("return, 1 step", 1, "return"),
     ],
@@ -330,12 +344,14 @@ def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
     protocol = setting_of(folders[0]).protocol
     columns = COLUMNS[protocol]
     gain = protocol == "maml"
+    success = SUCCESS_COLUMNS if any(setting_of(folder).success for folder in folders) else []
     lines = [
         "| run | iteration | "
         + " | ".join(header for header, _, _ in columns)
         + (" | gain, 1 step" if gain else "")
+        + "".join(f" | {header}" for header, _, _ in success)
         + " | s / iteration |",
-        "|---|---:|" + "---:|" * (len(columns) + gain) + "---:|",
+        "|---|---:|" + "---:|" * (len(columns) + gain + len(success)) + "---:|",
     ]
     notes = []
     for folder in folders:
@@ -356,10 +372,12 @@ def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
         ):
             cells = [cell(result["summary"], step, metric) for _, step, metric in columns]
             cells += [gain_cell(result)] if gain else []
+            cells += [cell(result["summary"], step, metric) for _, step, metric in success]
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {timing} |")
         for label, values in setting.paper.items():
             paper = [f"≈{v:.0f}" for v in values]
             paper += [f"≈{values[1] - values[0]:+.0f}"] if gain else []
+            paper += [""] * len(success)
             lines.append(f"| {label} | | " + " | ".join(paper) + " | |")
         extra = f" Hyperparameters set: `{setting.agent}`." if setting.agent else ""
         notes.append(
