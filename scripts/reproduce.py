@@ -92,6 +92,11 @@ class Setting:
     protocol: str = "maml"
     success: bool = False
 
+    @property
+    def shows_success(self) -> bool:
+        """Whether tables and curves show success (always on Meta-World)."""
+        return self.success or self.protocol == "metaworld"
+
 
 def matched_iterations(inner_steps: int) -> int:
     """Iterations giving an agent with ``inner_steps`` MAML's 500-iteration env-step budget."""
@@ -282,20 +287,26 @@ def read_metrics(out: Path) -> list[dict[str, float]]:
 
 
 def plot_learning_curve(out: Path, setting: Setting) -> None:
-    """Train-task return before and after adaptation per iteration, beside the paper's level."""
+    """Train-task return (and success) before and after adaptation, beside the paper's level."""
     rows = read_metrics(out)
     steps = sorted({int(k.split("/")[1].split("_")[1]) for k in rows[0] if k.startswith("adapt/")})
-    figure, axes = plt.subplots(figsize=(6, 3.5))
+    metrics = ["return", "success"] if setting.shows_success else ["return"]
+    figure, panels = plt.subplots(len(metrics), sharex=True, figsize=(6, 1 + 2.5 * len(metrics)))
     iterations = [row["iteration"] for row in rows]
-    for step in (steps[0], steps[-1]):
-        label = "before adaptation" if step == 0 else f"after {step} step(s)"
-        axes.plot(iterations, [row[f"adapt/step_{step}/return"] for row in rows], label=label)
-    for (label, values), style in zip(setting.paper.items(), ("--", ":"), strict=False):
-        axes.axhline(values[1], ls=style, lw=1, color="gray", label=f"{label}, 1 step (test)")
-    axes.set(xlabel="meta-training iteration", ylabel="mean return (train tasks)")
-    axes.set_title(out.name, fontsize=10)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    for axes, metric in zip(np.atleast_1d(panels), metrics, strict=True):
+        for step in (steps[0], steps[-1]):
+            label = "before adaptation" if step == 0 else f"after {step} step(s)"
+            values = [row[f"adapt/step_{step}/{metric}"] for row in rows]
+            axes.plot(iterations, values, label=label)
+        if metric == "return":
+            for (label, paper), style in zip(setting.paper.items(), ("--", ":"), strict=False):
+                label = f"{label}, 1 step (test)"
+                axes.axhline(paper[1], ls=style, lw=1, color="gray", label=label)
+        axes.set(ylabel=f"mean {metric} (train tasks)")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    axes.set(xlabel="meta-training iteration")
+    figure.suptitle(out.name, fontsize=10)
     figure.tight_layout()
     figure.savefig(out / "learning_curve.png", dpi=100)
     plt.close(figure)
@@ -344,7 +355,9 @@ def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
     protocol = setting_of(folders[0]).protocol
     columns = COLUMNS[protocol]
     gain = protocol == "maml"
-    success = SUCCESS_COLUMNS if any(setting_of(folder).success for folder in folders) else []
+    success = [] if protocol == "metaworld" else SUCCESS_COLUMNS
+    if not any(setting_of(folder).shows_success for folder in folders):
+        success = []
     lines = [
         "| run | iteration | "
         + " | ".join(header for header, _, _ in columns)
