@@ -147,12 +147,12 @@ SETTINGS: dict[tuple[str, str], Setting] = {
     ),
     ("MetaWorldPickPlace", "maml"): Setting(
         MAML_METAWORLD,
-        iterations=100,
+        iterations=90,
         protocol="metaworld",
         note="Meta-World's MAML-TRPO on ML1 pick-place (Yu et al. 2019, and garage's ML1 "
         "example): meta-batch 20 x 10 episodes of 500 steps, 2 x 100 policy, one inner step. "
-        "The budget, 100 iterations of 200,000 env steps (20M steps, about 2 h 10 min on 2 "
-        "cores), is what fits one 3-hour session beside its evaluation. Published MAML "
+        "The budget, 90 iterations of 200,000 env steps (18M steps, about 2 h on 2 cores), "
+        "is what fits one 3-hour session beside its evaluation and the checks. Published MAML "
         "figures are for ML10 (Meta-World paper: 36% meta-test success; arXiv 2511.12383, "
         "Meta-World v3: 13.2% held-out); none for ML1 pick-place are entered. "
         "Needs the metaworld extra: run it with `.venv-metaworld/bin/python`.",
