@@ -326,15 +326,15 @@ def cell(summary: list[dict[str, float]], step: int, metric: str = "return") -> 
     return f"{mean:.2f} ± {ci:.2f}" if metric == "success" else f"{mean:.1f} ± {ci:.1f}"
 
 
-def gain_cell(result: dict[str, Any]) -> str:
-    """Return after one step minus before, with the 95% CI of its mean over tasks.
+def gain_cell(result: dict[str, Any], metric: str) -> str:
+    """``metric`` after one step minus before, with the 95% CI of its mean over tasks.
 
     Each task is measured at both steps, so the paired CI settles whether adaptation helps
     more sharply than comparing the two columns' own (overlapping) intervals.
     """
-    returns = np.array(result["returns"], dtype=np.float64)
-    mean, ci = mean_ci(returns[1] - returns[0])
-    return f"{mean:+.1f} ± {ci:.1f}"
+    per_task = np.array(result["returns" if metric == "return" else metric], dtype=np.float64)
+    mean, ci = mean_ci(per_task[1] - per_task[0])
+    return f"{mean:+.2f} ± {ci:.2f}" if metric == "success" else f"{mean:+.1f} ± {ci:.1f}"
 
 
 SUCCESS_COLUMNS = [("success, 0 steps", 0, "success"), ("success, 1 step", 1, "success")]
@@ -348,23 +348,24 @@ COLUMNS = {
     ],
 }
 """A table's columns by protocol: (header, adaptation step, metric)."""
+GAIN_METRIC = {"maml": "return", "metaworld": "success"}
+"""The metric whose per-task gain from one step a protocol's tables give: its headline."""
 
 
 def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
     """One family's table (every run, its untrained policy, the paper's rows, a legend), notes."""
     protocol = setting_of(folders[0]).protocol
     columns = COLUMNS[protocol]
-    gain = protocol == "maml"
+    gain = GAIN_METRIC[protocol]
+    gain_header = "gain, 1 step" if gain == "return" else f"{gain} gain, 1 step"
     success = [] if protocol == "metaworld" else SUCCESS_COLUMNS
     if not any(setting_of(folder).shows_success for folder in folders):
         success = []
     lines = [
         "| run | iteration | "
-        + " | ".join(header for header, _, _ in columns)
-        + (" | gain, 1 step" if gain else "")
-        + "".join(f" | {header}" for header, _, _ in success)
+        + " | ".join(header for header, _, _ in [*columns, (gain_header, 1, gain), *success])
         + " | s / iteration |",
-        "|---|---:|" + "---:|" * (len(columns) + gain + len(success)) + "---:|",
+        "|---|---:|" + "---:|" * (len(columns) + 1 + len(success)) + "---:|",
     ]
     notes = []
     for folder in folders:
@@ -384,26 +385,25 @@ def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
             ("↳ untrained (iteration 0) | 0", untrained, ""),
         ):
             cells = [cell(result["summary"], step, metric) for _, step, metric in columns]
-            cells += [gain_cell(result)] if gain else []
+            cells.append(gain_cell(result, gain))
             cells += [cell(result["summary"], step, metric) for _, step, metric in success]
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {timing} |")
         for label, values in setting.paper.items():
-            paper = [f"≈{v:.0f}" for v in values]
-            paper += [f"≈{values[1] - values[0]:+.0f}"] if gain else []
+            paper = [f"≈{v:.0f}" for v in values] + [f"≈{values[1] - values[0]:+.0f}"]
             paper += [""] * len(success)
             lines.append(f"| {label} | | " + " | ".join(paper) + " | |")
         extra = f" Hyperparameters set: `{setting.agent}`." if setting.agent else ""
+        versions = ", ".join(f"{name} {version}" for name, version in trained["versions"].items())
         notes.append(
-            f"- **{folder.name}**: {setting.note}{extra} Command: "
+            f"- **{folder.name}**: {setting.note}{extra} Evaluated with {versions}. Command: "
             f"`{command(config.family, config.agent, config.seed)}`. "
             f"![learning curve](results/{folder.name}/learning_curve.png)"
         )
-    legend = "*s / iteration*: median seconds of sampling + meta-update (2 cores)."
-    if gain:
-        legend = (
-            "*gain, 1 step*: return after one step minus before, per task, with the 95% CI "
-            f"of its mean (paired over the same tasks). {legend}"
-        )
+    legend = (
+        f"*{gain_header}*: {gain} after one step minus before, per task, with the 95% CI of its "
+        "mean (paired over the same tasks). *s / iteration*: median seconds of sampling + "
+        "meta-update (2 cores)."
+    )
     return [*lines, "", legend], notes
 
 
