@@ -322,9 +322,14 @@ def seconds_per_iteration(out: Path) -> tuple[float, float]:
     )
 
 
+def mean_ci_text(mean: float, ci: float, metric: str, sign: str = "") -> str:
+    """``mean ± ci`` to the precision of ``metric``: rates to 0.01, returns to 0.1."""
+    digits = 2 if metric == "success" else 1
+    return f"{mean:{sign}.{digits}f} ± {ci:.{digits}f}"
+
+
 def cell(summary: list[dict[str, float]], step: int, metric: str = "return") -> str:
-    mean, ci = summary[step][f"{metric}_mean"], summary[step][f"{metric}_ci95"]
-    return f"{mean:.2f} ± {ci:.2f}" if metric == "success" else f"{mean:.1f} ± {ci:.1f}"
+    return mean_ci_text(summary[step][f"{metric}_mean"], summary[step][f"{metric}_ci95"], metric)
 
 
 def gain_cell(result: dict[str, Any], metric: str) -> str:
@@ -334,8 +339,7 @@ def gain_cell(result: dict[str, Any], metric: str) -> str:
     more sharply than comparing the two columns' own (overlapping) intervals.
     """
     per_task = np.array(result["returns" if metric == "return" else metric], dtype=np.float64)
-    mean, ci = mean_ci(per_task[1] - per_task[0])
-    return f"{mean:+.2f} ± {ci:.2f}" if metric == "success" else f"{mean:+.1f} ± {ci:.1f}"
+    return mean_ci_text(*mean_ci(per_task[1] - per_task[0]), metric, sign="+")
 
 
 SUCCESS_COLUMNS = [("success, 0 steps", 0, "success"), ("success, 1 step", 1, "success")]
@@ -359,9 +363,8 @@ def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
     columns = COLUMNS[protocol]
     gain = GAIN_METRIC[protocol]
     gain_header = "gain, 1 step" if gain == "return" else f"{gain} gain, 1 step"
-    success = [] if protocol == "metaworld" else SUCCESS_COLUMNS
-    if not any(setting_of(folder).shows_success for folder in folders):
-        success = []
+    shown = any(setting_of(folder).shows_success for folder in folders)
+    success = [column for column in SUCCESS_COLUMNS if shown and column not in columns]
     lines = [
         "| run | iteration | "
         + " | ".join(header for header, _, _ in [*columns, (gain_header, 1, gain), *success])
