@@ -124,13 +124,19 @@ def task_set_id(tasks: Sequence[Task]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def evaluation_stem(split: str, iteration: int, protocol: str = DEFAULT_PROTOCOL) -> str:
+def evaluation_stem(
+    split: str, iteration: int, protocol: str = DEFAULT_PROTOCOL, inner_lr: float | None = None
+) -> str:
     """The file name, less its suffix, of an evaluation (what :data:`EVAL_FILE` matches).
 
-    Protocols other than the default are prefixed, so a run keeps a latest evaluation of each.
+    Protocols other than the default are prefixed, so a run keeps a latest evaluation of each;
+    one with another step size than the trained one (``inner_lr``) is suffixed, so it sits
+    beside, not over, the trained step size's (and reports, which compare runs as trained,
+    skip it).
     """
     prefix = "" if protocol == DEFAULT_PROTOCOL else f"{protocol}_"
-    return f"{prefix}{split}_iter{iteration:06d}"
+    suffix = "" if inner_lr is None else f"_inner_lr{inner_lr:g}"
+    return f"{prefix}{split}_iter{iteration:06d}{suffix}"
 
 
 def find_evaluation(path: Path, split: str = "test", protocol: str = DEFAULT_PROTOCOL) -> Path:

@@ -7,7 +7,8 @@ iterations, and the paper's returns where it reports them. A run lives in
 continue it: ``config.toml``, ``metrics.csv``, the initial and the latest checkpoint, then, once
 evaluated, ``test.json`` (``metarobot evaluate``'s JSON for the latest checkpoint: 40 unseen
 test tasks, 0..3 adaptation steps of 20 fresh rollouts), ``untrained.json`` (the same for
-checkpoint 0) and ``learning_curve.png``. Every invocation regenerates
+checkpoint 0) and ``learning_curve.png``; ``--sweep-inner-lr`` adds ``test_inner_lr<value>.json``
+(the latest checkpoint adapting with other step sizes). Every invocation regenerates
 ``benchmarks/paper_results.md`` from all result folders.
 
 Runs take hours on 2 cores and span sessions: a run resumes from its folder, and
@@ -17,6 +18,7 @@ long, then evaluates what it has, saying which iteration of its budget that is.
 Usage::
 
     python scripts/reproduce.py --family HalfCheetahVel --agent maml --seed 0 --minutes 100
+    python scripts/reproduce.py --family PickPlace --agent maml --sweep-inner-lr 0.05 0.2
     python scripts/reproduce.py --report            # only regenerate paper_results.md
     python scripts/reproduce.py --verify            # re-evaluate the committed test.json files
     .venv-metaworld/bin/python scripts/reproduce.py --verify   # ... and the Meta-World ones
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import shlex
 import shutil
 import signal
@@ -56,6 +59,9 @@ RESULTS = Path("benchmarks/results")
 REPORT = Path("benchmarks/paper_results.md")
 EVAL_TASKS, EVAL_STEPS, EVAL_ROLLOUTS, EVAL_SEED = 40, 3, 20, 1000
 """The evaluation protocol: the MAML paper's (Sec. 5.3), as ``metarobot evaluate`` runs it."""
+EVAL_LABEL = re.compile(r".* @ iteration (?P<iteration>\d+)(?:, inner_lr (?P<inner_lr>\S+))?")
+"""``metarobot evaluate``'s label of a result: the checkpoint, and a step size if not the
+trained one (``--inner-lr``)."""
 
 MAML_LOCOMOTION = {"meta_batch_size": 40, "episodes_per_task": 20, "hidden_sizes": (100, 100)}
 """Finn et al. 2017, App. A.2: 2 x 100 tanh policy, meta-batch 40, 20 rollouts per task."""
@@ -144,7 +150,13 @@ SETTINGS: dict[tuple[str, str], Setting] = {
         success=True,
         note="No paper runs MAML on this family: Meta-World's MAML-TRPO setting for ML1 "
         "(meta-batch 20 x 10 episodes, 2 x 100 policy, one inner step, TRPO) on our grasping "
-        "family, with its own 150-step episodes, for 500 iterations (30M env steps).",
+        "family, with its own 150-step episodes, for 500 iterations (30M env steps). The "
+        "policy learns to grasp and carry the cube (far above the untrained row, success still "
+        "rising at 500), but its one step adds nothing: no step size below gains more than a "
+        "near-zero step does from fresh rollouts alone (which puts the gain's CI near +-30 "
+        "here), and larger ones lose steadily. Its inner step, a policy gradient of 10 "
+        "episodes, does not find the unobserved goal at this budget; a larger adaptation batch "
+        "or a learned step size are the untested next things to try.",
     ),
     ("MetaWorldPickPlace", "maml"): Setting(
         MAML_METAWORLD,
@@ -260,11 +272,14 @@ def setting_of(out: Path) -> Setting:
     return SETTINGS[(config.family, config.agent)]
 
 
-def evaluate(out: Path, checkpoint: int | None, name: str) -> dict[str, Any]:
+def evaluate(
+    out: Path, checkpoint: int | None, name: str, inner_lr: float | None = None
+) -> dict[str, Any]:
     """Run ``metarobot evaluate`` on a checkpoint (the latest if None); save its JSON as ``name``.
 
     Going through the command itself makes every committed ``test.json`` exactly what a user's
-    ``metarobot evaluate`` writes, under the setting's protocol.
+    ``metarobot evaluate`` writes, under the setting's protocol; ``inner_lr`` adapts with that
+    step size instead of the trained one.
     """
     if checkpoint is None:
         checkpoint = max(list_checkpoints(out / "checkpoints"), default=0)
@@ -273,13 +288,28 @@ def evaluate(out: Path, checkpoint: int | None, name: str) -> dict[str, Any]:
     if protocol == "maml":
         flags |= {"--tasks": EVAL_TASKS, "--adapt-steps": EVAL_STEPS, "--rollouts": EVAL_ROLLOUTS}
     flags["--checkpoint"] = checkpoint
+    if inner_lr is not None:
+        flags["--inner-lr"] = inner_lr
     argv = ["evaluate", str(out), *(str(x) for item in flags.items() for x in item)]
     if cli_main(argv) != 0:
         raise RuntimeError(f"metarobot {shlex.join(argv)} failed")
     shutil.copyfile(
-        out / "eval" / f"{evaluation_stem('test', checkpoint, protocol)}.json", out / name
+        out / "eval" / f"{evaluation_stem('test', checkpoint, protocol, inner_lr)}.json", out / name
     )
     return dict(json.loads((out / name).read_text()))
+
+
+def evaluated_with(result: dict[str, Any]) -> tuple[int, float | None]:
+    """The checkpoint a result evaluated, and its step size if not the trained one."""
+    match = EVAL_LABEL.fullmatch(result["label"])
+    if match is None:
+        raise ValueError(f"not a `metarobot evaluate` label: {result['label']!r}")
+    inner_lr = match["inner_lr"]
+    return int(match["iteration"]), None if inner_lr is None else float(inner_lr)
+
+
+SWEEP_PREFIX = "test_inner_lr"
+"""Result files of the latest checkpoint adapting with another step size: prefix, value, .json."""
 
 
 def read_metrics(out: Path) -> list[dict[str, float]]:
@@ -357,6 +387,37 @@ GAIN_METRIC = {"maml": "return", "metaworld": "success"}
 """The metric whose per-task gain from one step a protocol's tables give: its headline."""
 
 
+def step_size_sweep(folder: Path, trained: dict[str, Any], metric: str) -> str:
+    """The one-step gain at each step size the trained checkpoint was evaluated with, if any.
+
+    ``--sweep-inner-lr`` writes these beside ``test.json``: the same tasks and seeds, only the
+    step differs. They show whether a gain that is not beyond its CI is a step of the wrong size
+    or a step with nothing to follow.
+    """
+    iteration, _ = evaluated_with(trained)
+    config, agent = load_config(folder / "config.toml")
+    if "inner_lr" not in agent:
+        return ""
+    trained_lr = float(agent["inner_lr"])
+    gains = {trained_lr: gain_cell(trained, metric)}
+    for path in folder.glob(f"{SWEEP_PREFIX}*.json"):
+        swept = json.loads(path.read_text())
+        swept_iteration, inner_lr = evaluated_with(swept)
+        if swept_iteration == iteration and inner_lr is not None:
+            gains[inner_lr] = gain_cell(swept, metric)
+    if len(gains) < 2:
+        return ""
+    cells = "; ".join(
+        f"{lr:g}{' (trained)' * (lr == trained_lr)}: {gains[lr]}" for lr in sorted(gains)
+    )
+    swept = " ".join(f"{lr:g}" for lr in sorted(gains) if lr != trained_lr)
+    sweep = f"{command(config.family, config.agent, config.seed)} --sweep-inner-lr {swept}"
+    return (
+        f" Step sizes at iteration {iteration} (the same tasks and seeds, only the step size "
+        f"differs; `{sweep}`), {metric} gain after one step: {cells}."
+    )
+
+
 def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
     """One family's table (every run, its untrained policy, the paper's rows, a legend), notes."""
     protocol = setting_of(folders[0]).protocol
@@ -377,7 +438,7 @@ def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
         setting = SETTINGS[(config.family, config.agent)]
         trained = json.loads((folder / "test.json").read_text())
         untrained = json.loads((folder / "untrained.json").read_text())
-        iteration = trained["label"].rsplit(" ", 1)[-1]
+        iteration, _ = evaluated_with(trained)
         sampling, update = seconds_per_iteration(folder)
         link = f"[{folder.name}](results/{folder.name}/)"
         for label, result, timing in (
@@ -397,6 +458,7 @@ def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
             paper += [""] * len(success)
             lines.append(f"| {label} | | " + " | ".join(paper) + " | |")
         extra = f" Hyperparameters set: `{setting.agent}`." if setting.agent else ""
+        extra += step_size_sweep(folder, trained, gain)
         versions = ", ".join(f"{name} {version}" for name, version in trained["versions"].items())
         notes.append(
             f"- **{folder.name}**: {setting.note}{extra} Evaluated with {versions}. Command: "
@@ -437,7 +499,7 @@ def report() -> None:
 
 
 def verify() -> bool:
-    """Re-evaluate committed ``test.json`` files from their checkpoints; True if none differs.
+    """Re-evaluate committed ``test.json`` (and step-size sweep) files; True if none differs.
 
     Only results recorded with this environment's software versions can be reproduced bit for
     bit (Meta-World's pin to mujoco 3.3 puts its results in a second environment); the others
@@ -445,7 +507,7 @@ def verify() -> bool:
     """
     ok = True
     installed = software_versions()
-    for expected in sorted(RESULTS.glob("*/test.json")):
+    for expected in sorted(RESULTS.glob("*/test*.json")):
         saved = json.loads(expected.read_text())
         if saved["versions"] != installed:
             print(
@@ -453,8 +515,8 @@ def verify() -> bool:
                 f"environment has {installed}"
             )
             continue
-        iteration = int(saved["label"].rsplit(" ", 1)[-1])
-        again = evaluate(expected.parent, iteration, ".verify.json")
+        iteration, inner_lr = evaluated_with(saved)
+        again = evaluate(expected.parent, iteration, ".verify.json", inner_lr)
         (expected.parent / ".verify.json").unlink()
         same = again == saved
         ok &= same
@@ -475,15 +537,26 @@ def main() -> int:
         default=0,
         help="meta-update threads (default: every core; 1 where other jobs share the cores)",
     )
+    parser.add_argument(
+        "--sweep-inner-lr",
+        type=float,
+        nargs="+",
+        metavar="LR",
+        help="only evaluate the latest checkpoint adapting with these step sizes",
+    )
     parser.add_argument("--report", action="store_true", help="only rewrite the report")
     parser.add_argument("--verify", action="store_true", help="re-evaluate committed results")
     args = parser.parse_args()
     if args.verify:
         return 0 if verify() else 1
-    if not args.report:
-        if (args.family, args.agent) not in SETTINGS:
-            known = ", ".join(f"{f}/{a}" for f, a in SETTINGS)
-            parser.error(f"no setting for {args.family}/{args.agent}; settings: {known}")
+    if not args.report and (args.family, args.agent) not in SETTINGS:
+        known = ", ".join(f"{f}/{a}" for f, a in SETTINGS)
+        parser.error(f"no setting for {args.family}/{args.agent}; settings: {known}")
+    if args.sweep_inner_lr:
+        out = run_dir(args.family, args.agent, args.seed)
+        for inner_lr in args.sweep_inner_lr:
+            evaluate(out, None, f"{SWEEP_PREFIX}{inner_lr:g}.json", inner_lr)
+    elif not args.report:
         out = meta_train(
             args.family, args.agent, args.seed, args.iterations, args.minutes, args.update_threads
         )

@@ -36,6 +36,12 @@ def add_parser(commands: Any) -> None:
     add_protocol_argument(parser)
     add_evaluation_arguments(parser)
     parser.add_argument("--checkpoint", type=int, help="iteration to load (default: latest)")
+    parser.add_argument(
+        "--inner-lr",
+        type=float,
+        help="adapt with this step size instead of the trained one (maml, reptile), to see how "
+        "adaptation depends on it; files get an _inner_lr<value> suffix",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/eval)")
     parser.set_defaults(run=run)
 
@@ -78,7 +84,13 @@ def run(args: argparse.Namespace) -> int:
     metaworld = args.protocol == "metaworld"
     # Meta-World+ runs 500-step episodes whatever the run trained with.
     overrides = {"horizon": METAWORLD_PLUS.horizon} if metaworld else {}
-    parts, iteration = load_run(args.run_dir, args.checkpoint, args.device, **overrides)
+    step_size = {} if args.inner_lr is None else {"inner_lr": args.inner_lr}
+    parts, iteration = load_run(
+        args.run_dir, args.checkpoint, args.device, agent_overrides=step_size, **overrides
+    )
+    label = f"{parts.config.agent} @ iteration {iteration}"
+    if args.inner_lr is not None:
+        label += f", inner_lr {args.inner_lr:g}"
     try:
         if metaworld:
             tasks, groups, protocol = metaworld_setting(parts.family, args)
@@ -93,13 +105,13 @@ def run(args: argparse.Namespace) -> int:
             tasks,
             protocol,
             seed=args.seed,
-            label=f"{parts.config.agent} @ iteration {iteration}",
+            label=label,
             groups=groups,
         )
     finally:
         parts.close()
     out = args.out or args.run_dir / "eval"
-    stem = evaluation_stem(args.split, iteration, args.protocol)
+    stem = evaluation_stem(args.split, iteration, args.protocol, args.inner_lr)
     paths = write_results(result, out, stem)
     paths.append(write_markdown(result.table(), paths, out / f"{stem}.md", args.run_dir / "videos"))
     print(result.table())

@@ -41,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
         for run_dir in args.runs:
             evaluate.run(
                 argparse.Namespace(
-                    **{**vars(args), "run_dir": run_dir, "checkpoint": None, "out": None}
+                    **{
+                        **vars(args),
+                        "run_dir": run_dir,
+                        "checkpoint": None,
+                        "inner_lr": None,
+                        "out": None,
+                    }
                 )
             )
     rows = pool([load_evaluation(path, args.split, args.protocol) for path in args.runs])

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import agents
+from metarobot.agent import config_from_mapping
 from metarobot.files import atomic_write, remove_temporary_files
 from metarobot.run.build import RunParts, build, resolve
 from metarobot.run.checkpoints import (
@@ -194,9 +195,22 @@ def _resume(config: RunConfig, agent_config: Any, run_dir: Path) -> tuple[RunPar
 
 
 def load_run(
-    run_dir: Path, checkpoint: int | None = None, device: str | None = None, **overrides: Any
+    run_dir: Path,
+    checkpoint: int | None = None,
+    device: str | None = None,
+    agent_overrides: Mapping[str, Any] | None = None,
+    **overrides: Any,
 ) -> tuple[RunParts, int]:
     """Rebuild a trained run from its directory and load a checkpoint (the latest by default).
+
+    Args:
+        run_dir: The run directory.
+        checkpoint: Iteration to load; ``None`` for the latest.
+        device: Where the agent computes; ``None`` keeps the run's.
+        agent_overrides: Agent hyperparameters replacing the checkpoint's, validated as the
+            agent's config is; meant for those that only steer adaptation (``inner_lr``), to ask
+            how a trained agent adapts with another step size.
+        **overrides: ``RunConfig`` fields replacing the run's (sampler backend, workers, ...).
 
     Returns:
         The run's parts and the iteration of the loaded checkpoint.
@@ -207,15 +221,24 @@ def load_run(
     if overrides:
         config = RunConfig.from_mapping({**config.__dict__, **overrides})
     parts = build(config, agent_table)
-    found = list_checkpoints(run_dir / "checkpoints")
-    if not found:
-        raise ValueError(f"{run_dir} has no checkpoints yet")
-    iteration = max(found) if checkpoint is None else checkpoint
-    if iteration not in found:
-        raise ValueError(f"{run_dir} has no checkpoint {iteration}; it has {sorted(found)}")
-    state = load_checkpoint(
-        checkpoint_path(run_dir / "checkpoints", iteration),
-        expect={"agent_name": config.agent, "family": config.family},
-    )
-    parts.agent.load_state_dict(state["agent"])
+    try:
+        found = list_checkpoints(run_dir / "checkpoints")
+        if not found:
+            raise ValueError(f"{run_dir} has no checkpoints yet")
+        iteration = max(found) if checkpoint is None else checkpoint
+        if iteration not in found:
+            raise ValueError(f"{run_dir} has no checkpoint {iteration}; it has {sorted(found)}")
+        state = load_checkpoint(
+            checkpoint_path(run_dir / "checkpoints", iteration),
+            expect={"agent_name": config.agent, "family": config.family},
+        )
+        parts.agent.load_state_dict(state["agent"])
+        if agent_overrides:
+            trained = parts.agent.config
+            parts.agent.config = config_from_mapping(
+                type(trained), {**asdict(trained), **agent_overrides}
+            )
+    except BaseException:
+        parts.close()
+        raise
     return parts, iteration
