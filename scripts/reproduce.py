@@ -8,7 +8,7 @@ continue it: ``config.toml``, ``metrics.csv``, the initial and the latest checkp
 evaluated, ``test.json`` (``metarobot evaluate``'s JSON for the latest checkpoint: 40 unseen
 test tasks, 0..3 adaptation steps of 20 fresh rollouts), ``untrained.json`` (the same for
 checkpoint 0) and ``learning_curve.png``; ``--sweep-inner-lr`` adds ``test_inner_lr<value>.json``
-(the latest checkpoint adapting with other step sizes). Every invocation regenerates
+(``test.json``'s checkpoint adapting with other step sizes). Every invocation regenerates
 ``benchmarks/paper_results.md`` from all result folders.
 
 Runs take hours on 2 cores and span sessions: a run resumes from its folder, and
@@ -153,10 +153,10 @@ SETTINGS: dict[tuple[str, str], Setting] = {
         "family, with its own 150-step episodes, for 500 iterations (30M env steps). The "
         "policy learns to grasp and carry the cube (far above the untrained row, success still "
         "rising at 500), but its one step adds nothing: no step size below gains more than a "
-        "near-zero step does from fresh rollouts alone (which puts the gain's CI near +-30 "
-        "here), and larger ones lose steadily. Its inner step, a policy gradient of 10 "
-        "episodes, does not find the unobserved goal at this budget; a larger adaptation batch "
-        "or a learned step size are the untested next things to try.",
+        "near-zero step does from fresh rollouts alone, and larger ones lose steadily. Its "
+        "inner step, a policy gradient of 10 episodes, does not find the unobserved goal at "
+        "this budget; a larger adaptation batch or a learned step size are the untested next "
+        "things to try.",
     ),
     ("MetaWorldPickPlace", "maml"): Setting(
         MAML_METAWORLD,
@@ -401,10 +401,10 @@ def step_size_sweep(folder: Path, trained: dict[str, Any], metric: str) -> str:
     trained_lr = float(agent["inner_lr"])
     gains = {trained_lr: gain_cell(trained, metric)}
     for path in folder.glob(f"{SWEEP_PREFIX}*.json"):
-        swept = json.loads(path.read_text())
-        swept_iteration, inner_lr = evaluated_with(swept)
+        result = json.loads(path.read_text())
+        swept_iteration, inner_lr = evaluated_with(result)
         if swept_iteration == iteration and inner_lr is not None:
-            gains[inner_lr] = gain_cell(swept, metric)
+            gains[inner_lr] = gain_cell(result, metric)
     if len(gains) < 2:
         return ""
     cells = "; ".join(
@@ -542,7 +542,7 @@ def main() -> int:
         type=float,
         nargs="+",
         metavar="LR",
-        help="only evaluate the latest checkpoint adapting with these step sizes",
+        help="only evaluate test.json's checkpoint adapting with these step sizes",
     )
     parser.add_argument("--report", action="store_true", help="only rewrite the report")
     parser.add_argument("--verify", action="store_true", help="re-evaluate committed results")
@@ -554,8 +554,11 @@ def main() -> int:
         parser.error(f"no setting for {args.family}/{args.agent}; settings: {known}")
     if args.sweep_inner_lr:
         out = run_dir(args.family, args.agent, args.seed)
+        if not (out / "test.json").is_file():
+            parser.error(f"{out} has no test.json to sweep the step size of: train it first")
+        checkpoint, _ = evaluated_with(json.loads((out / "test.json").read_text()))
         for inner_lr in args.sweep_inner_lr:
-            evaluate(out, None, f"{SWEEP_PREFIX}{inner_lr:g}.json", inner_lr)
+            evaluate(out, checkpoint, f"{SWEEP_PREFIX}{inner_lr:g}.json", inner_lr)
     elif not args.report:
         out = meta_train(
             args.family, args.agent, args.seed, args.iterations, args.minutes, args.update_threads
