@@ -2,14 +2,14 @@
 
 Each ``(family, agent)`` below has a setting: the paper's run config and hyperparameters (or,
 for agents no paper ran on the family, ours, stated in ``note``), its budget of meta-training
-iterations, and the paper's returns where it reports them. A run lives in
-``benchmarks/results/<Family>-<agent>-s<seed>/`` with everything anyone needs to check or
-continue it: ``config.toml``, ``metrics.csv``, the initial and the latest checkpoint, then, once
-evaluated, ``test.json`` (``metarobot evaluate``'s JSON for the latest checkpoint: 40 unseen
-test tasks, 0..3 adaptation steps of 20 fresh rollouts), ``untrained.json`` (the same for
-checkpoint 0) and ``learning_curve.png``; ``--sweep-inner-lr`` adds ``test_inner_lr<value>.json``
-(``test.json``'s checkpoint adapting with other step sizes). Every invocation regenerates
-``benchmarks/paper_results.md`` from all result folders.
+iterations, and the paper's returns where it reports them; a ``--variant`` departs from it in
+a stated way. A run lives in ``benchmarks/results/<Family>-<agent>[-<variant>]-s<seed>/`` with
+everything anyone needs to check or continue it: ``config.toml``, ``metrics.csv``, the initial
+and the latest checkpoint, then, once evaluated, ``test.json`` (``metarobot evaluate``'s JSON
+for the latest checkpoint: 40 unseen test tasks, 0..3 adaptation steps of 20 fresh rollouts),
+``untrained.json`` (the same for checkpoint 0) and ``learning_curve.png``; ``--sweep-inner-lr``
+adds ``test_inner_lr<value>.json`` (``test.json``'s checkpoint adapting with other step sizes).
+Every invocation regenerates ``benchmarks/paper_results.md`` from all result folders.
 
 Runs take hours on 2 cores and span sessions: a run resumes from its folder, and
 ``--minutes`` stops training cleanly (a checkpoint of the last complete iteration) after that
@@ -111,8 +111,8 @@ def matched_iterations(inner_steps: int) -> int:
     return 500 * MAML_STEPS_PER_ITERATION // steps
 
 
-SETTINGS: dict[tuple[str, str], Setting] = {
-    ("HalfCheetahVel", "maml"): Setting(
+SETTINGS: dict[tuple[str, str, str], Setting] = {
+    ("HalfCheetahVel", "maml", ""): Setting(
         MAML_LOCOMOTION,
         paper={
             "MAML paper (Fig. 5)": PAPER_MAML_CHEETAH_VEL,
@@ -121,7 +121,7 @@ SETTINGS: dict[tuple[str, str], Setting] = {
         note="Finn et al. 2017, Sec. 5.3 and App. A.2: one inner step (lr 0.1), TRPO (KL 0.01), "
         "500 iterations. Paper values read off its Fig. 5, so approximate.",
     ),
-    ("HalfCheetahDir", "maml"): Setting(
+    ("HalfCheetahDir", "maml", ""): Setting(
         MAML_LOCOMOTION,
         note="Finn et al. 2017's forward/backward half-cheetah, its setting and budget. The "
         "family has two tasks, as in the paper, so train and test share them: the 40 test tasks "
@@ -129,23 +129,41 @@ SETTINGS: dict[tuple[str, str], Setting] = {
         "reward, not as reaching an unseen one. The paper plots this task in Fig. 5; its values "
         "are not entered here.",
     ),
-    ("AntVel", "maml"): Setting(
+    ("AntVel", "maml", ""): Setting(
         MAML_LOCOMOTION,
-        note="Finn et al. 2017's ant goal velocity (Sec. 5.3), its setting and budget.",
+        note="Finn et al. 2017's ant goal velocity (Sec. 5.3), its setting, reward and "
+        "budget, and its termination rule: an episode ends when the torso leaves z in "
+        "[0.2, 1.0] (Ant-v5's rule too). On today's MuJoCo the ant jumps out of that range: "
+        "most episodes of random actions end within 100 steps (Gymnasium's own Ant-v5's too), "
+        "and "
+        "for targets above about 1 m/s every step's reward is negative, so ending early pays: "
+        "the trained policy's episodes last 17-40 of 200 steps on every test task, shorter "
+        "than the untrained policy's 36-80 "
+        "([episode_lengths.md](results/AntVel-maml-s0/episode_lengths.md)). Its one-step gain "
+        "at iteration 500 is not borne out by steps 2 and 3 nor by earlier checkpoints "
+        "(iteration 487: -0.1 ± 1.8; 422: -1.4 ± 2.1). The variant `no-termination` departs "
+        "from the paper on this one point.",
     ),
-    ("AntFwdBack", "maml"): Setting(
+    ("AntVel", "maml", "no-termination"): Setting(
+        {**MAML_LOCOMOTION, "env_options": {"terminate_when_unhealthy": False}},
+        note="The paper's ant goal velocity, setting, reward and budget, with one stated "
+        "departure: episodes always run their 200 steps (`terminate_when_unhealthy = false`), "
+        "as they do in PEARL's and ProMP's ant tasks. Under the paper's rule (the row above) "
+        "an episode ends early, and on most targets a shorter episode scores better.",
+    ),
+    ("AntFwdBack", "maml", ""): Setting(
         MAML_LOCOMOTION,
         note="Finn et al. 2017's ant forward/backward (Sec. 5.3), its setting and budget. As "
         "for HalfCheetahDir, its two tasks are both train and test tasks.",
     ),
-    ("HalfCheetahVel", "reptile"): Setting(
+    ("HalfCheetahVel", "reptile", ""): Setting(
         MAML_LOCOMOTION,
         agent={"num_inner_steps": 3, "inner_lr": 0.01, "anneal_updates": matched_iterations(3)},
         iterations=matched_iterations(3),
         note="No Reptile paper runs locomotion: ours, tuned on PointNav2D, with MAML's env-step "
         "budget (3 inner rounds + validation per iteration).",
     ),
-    ("PickPlace", "maml"): Setting(
+    ("PickPlace", "maml", ""): Setting(
         MAML_METAWORLD,
         success=True,
         note="No paper runs MAML on this family: Meta-World's MAML-TRPO setting for ML1 "
@@ -158,7 +176,7 @@ SETTINGS: dict[tuple[str, str], Setting] = {
         "this budget; a larger adaptation batch or a learned step size are the untested next "
         "things to try.",
     ),
-    ("MetaWorldPickPlace", "maml"): Setting(
+    ("MetaWorldPickPlace", "maml", ""): Setting(
         MAML_METAWORLD,
         iterations=90,
         protocol="metaworld",
@@ -170,7 +188,7 @@ SETTINGS: dict[tuple[str, str], Setting] = {
         "Meta-World v3: 13.2% held-out); none for ML1 pick-place are entered. "
         "Needs the metaworld extra: run it with `.venv-metaworld/bin/python`.",
     ),
-    ("HalfCheetahVel", "leo"): Setting(
+    ("HalfCheetahVel", "leo", ""): Setting(
         MAML_LOCOMOTION,
         agent={"latent_dim": 8, "outer_lr": 0.001, "inner_lr_init": 10.0},
         iterations=matched_iterations(1),
@@ -186,26 +204,50 @@ SETTINGS: dict[tuple[str, str], Setting] = {
 }
 
 
-def run_dir(family: str, agent: str, seed: int) -> Path:
-    """Where a run's committed files live."""
-    return RESULTS / f"{family}-{agent}-s{seed}"
+@dataclass(frozen=True)
+class Experiment:
+    """One run of a setting: the family, the agent, the setting's variant and the seed.
 
+    A variant is a deliberate departure from the paper's setting (say, an env option), run
+    and reported beside it; ``""`` is the paper's setting itself.
+    """
 
-def command(family: str, agent: str, seed: int) -> str:
-    """The command that runs (or continues) a setting."""
-    metaworld = SETTINGS[(family, agent)].protocol == "metaworld"
-    return shlex.join(
-        [
-            ".venv-metaworld/bin/python" if metaworld else "python",
-            "scripts/reproduce.py",
-            "--family",
-            family,
-            "--agent",
-            agent,
-            "--seed",
-            str(seed),
-        ]
-    )
+    family: str
+    agent: str
+    seed: int = 0
+    variant: str = ""
+
+    @property
+    def setting(self) -> Setting:
+        """The setting this experiment runs; an unknown one lists the known ones."""
+        key = (self.family, self.agent, self.variant)
+        if key not in SETTINGS:
+            known = ", ".join("/".join(filter(None, k)) for k in SETTINGS)
+            raise ValueError(f"no setting {'/'.join(filter(None, key))}; settings: {known}")
+        return SETTINGS[key]
+
+    @property
+    def folder(self) -> Path:
+        """Where the run's committed files live."""
+        variant = f"-{self.variant}" if self.variant else ""
+        return RESULTS / f"{self.family}-{self.agent}{variant}-s{self.seed}"
+
+    @classmethod
+    def of(cls, folder: Path) -> Experiment:
+        """The experiment whose files are in ``folder`` (from its config and its name)."""
+        config, _ = load_config(folder / "config.toml")
+        prefix, suffix = f"{config.family}-{config.agent}", f"-s{config.seed}"
+        variant = folder.name.removeprefix(prefix).removesuffix(suffix).removeprefix("-")
+        return cls(config.family, config.agent, config.seed, variant)
+
+    def command(self) -> str:
+        """The command that runs (or continues) this experiment."""
+        metaworld = self.setting.protocol == "metaworld"
+        words = [".venv-metaworld/bin/python" if metaworld else "python", "scripts/reproduce.py"]
+        words += ["--family", self.family, "--agent", self.agent, "--seed", str(self.seed)]
+        if self.variant:
+            words += ["--variant", self.variant]
+        return shlex.join(words)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -232,23 +274,17 @@ def stoppable(minutes: float | None) -> Iterator[None]:
 
 
 def meta_train(
-    family: str,
-    agent: str,
-    seed: int,
-    iterations: int | None,
-    minutes: float | None,
-    update_threads: int,
+    experiment: Experiment, iterations: int | None, minutes: float | None, update_threads: int
 ) -> Path:
-    """Train (or resume) a setting's run; returns its folder.
+    """Train (or resume) an experiment's run; returns its folder.
 
     Training stops at ``iterations`` (default: the setting's budget) or after ``minutes``.
     """
-    setting = SETTINGS[(family, agent)]
-    out = run_dir(family, agent, seed)
+    setting, out = experiment.setting, experiment.folder
     config = RunConfig(
-        family=family,
-        agent=agent,
-        seed=seed,
+        family=experiment.family,
+        agent=experiment.agent,
+        seed=experiment.seed,
         iterations=iterations or setting.iterations,
         backend="process",
         workers=2,
@@ -266,12 +302,6 @@ def meta_train(
     return out
 
 
-def setting_of(out: Path) -> Setting:
-    """The setting a result folder was run with (from its ``config.toml``)."""
-    config, _ = load_config(out / "config.toml")
-    return SETTINGS[(config.family, config.agent)]
-
-
 def evaluate(
     out: Path, checkpoint: int | None, name: str, inner_lr: float | None = None
 ) -> dict[str, Any]:
@@ -283,7 +313,7 @@ def evaluate(
     """
     if checkpoint is None:
         checkpoint = max(list_checkpoints(out / "checkpoints"), default=0)
-    protocol = setting_of(out).protocol
+    protocol = Experiment.of(out).setting.protocol
     flags: dict[str, object] = {"--protocol": protocol, "--seed": EVAL_SEED}
     if protocol == "maml":
         flags |= {"--tasks": EVAL_TASKS, "--adapt-steps": EVAL_STEPS, "--rollouts": EVAL_ROLLOUTS}
@@ -395,7 +425,7 @@ def step_size_sweep(folder: Path, trained: dict[str, Any], metric: str) -> str:
     or a step with nothing to follow.
     """
     iteration, _ = evaluated_with(trained)
-    config, agent = load_config(folder / "config.toml")
+    _, agent = load_config(folder / "config.toml")
     if "inner_lr" not in agent:
         return ""
     trained_lr = float(agent["inner_lr"])
@@ -411,7 +441,7 @@ def step_size_sweep(folder: Path, trained: dict[str, Any], metric: str) -> str:
         f"{lr:g}{' (trained)' * (lr == trained_lr)}: {gains[lr]}" for lr in sorted(gains)
     )
     swept = " ".join(f"{lr:g}" for lr in sorted(gains) if lr != trained_lr)
-    sweep = f"{command(config.family, config.agent, config.seed)} --sweep-inner-lr {swept}"
+    sweep = f"{Experiment.of(folder).command()} --sweep-inner-lr {swept}"
     return (
         f" Step sizes at iteration {iteration} (the same tasks and seeds, only the step size "
         f"differs; `{sweep}`), {metric} gain after one step: {cells}."
@@ -420,11 +450,11 @@ def step_size_sweep(folder: Path, trained: dict[str, Any], metric: str) -> str:
 
 def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
     """One family's table (every run, its untrained policy, the paper's rows, a legend), notes."""
-    protocol = setting_of(folders[0]).protocol
+    protocol = Experiment.of(folders[0]).setting.protocol
     columns = COLUMNS[protocol]
     gain = GAIN_METRIC[protocol]
     gain_header = "gain, 1 step" if gain == "return" else f"{gain} gain, 1 step"
-    shown = any(setting_of(folder).shows_success for folder in folders)
+    shown = any(Experiment.of(folder).setting.shows_success for folder in folders)
     success = [column for column in SUCCESS_COLUMNS if shown and column not in columns]
     lines = [
         "| run | iteration | "
@@ -434,8 +464,8 @@ def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
     ]
     notes = []
     for folder in folders:
-        config, _ = load_config(folder / "config.toml")
-        setting = SETTINGS[(config.family, config.agent)]
+        experiment = Experiment.of(folder)
+        setting = experiment.setting
         trained = json.loads((folder / "test.json").read_text())
         untrained = json.loads((folder / "untrained.json").read_text())
         iteration, _ = evaluated_with(trained)
@@ -462,7 +492,7 @@ def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
         versions = ", ".join(f"{name} {version}" for name, version in trained["versions"].items())
         notes.append(
             f"- **{folder.name}**: {setting.note}{extra} Evaluated with {versions}. Command: "
-            f"`{command(config.family, config.agent, config.seed)}`. "
+            f"`{experiment.command()}`. "
             f"![learning curve](results/{folder.name}/learning_curve.png)"
         )
     legend = (
@@ -490,7 +520,10 @@ def report() -> None:
         "`.venv-metaworld/bin/python`, whose mujoco they were measured with). "
         "*Untrained* is the same run's checkpoint 0 adapted the same way.",
     ]
-    folders = sorted(p for p in RESULTS.glob("*-s*") if (p / "test.json").is_file())
+    folders = sorted(
+        (p for p in RESULTS.glob("*-s*") if (p / "test.json").is_file()),
+        key=lambda folder: (bool(Experiment.of(folder).variant), folder.name),
+    )
     for family in sorted({p.name.split("-")[0] for p in folders}):
         table, notes = family_table([p for p in folders if p.name.split("-")[0] == family])
         lines += ["", f"## {family}", "", *table, "", *notes]
@@ -529,6 +562,9 @@ def main() -> int:
     parser.add_argument("--family", default="HalfCheetahVel")
     parser.add_argument("--agent", default="maml")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--variant", default="", help="a setting's stated departure from the paper (see SETTINGS)"
+    )
     parser.add_argument("--iterations", type=int, help="budget (default: the setting's)")
     parser.add_argument("--minutes", type=float, help="stop training after this long")
     parser.add_argument(
@@ -549,24 +585,25 @@ def main() -> int:
     args = parser.parse_args()
     if args.verify:
         return 0 if verify() else 1
-    if not args.report and (args.family, args.agent) not in SETTINGS:
-        known = ", ".join(f"{f}/{a}" for f, a in SETTINGS)
-        parser.error(f"no setting for {args.family}/{args.agent}; settings: {known}")
+    experiment = Experiment(args.family, args.agent, args.seed, args.variant)
+    if not args.report:
+        try:
+            setting = experiment.setting
+        except ValueError as error:
+            parser.error(str(error))
+    out = experiment.folder
     if args.sweep_inner_lr:
-        out = run_dir(args.family, args.agent, args.seed)
         if not (out / "test.json").is_file():
             parser.error(f"{out} has no test.json to sweep the step size of: train it first")
         checkpoint, _ = evaluated_with(json.loads((out / "test.json").read_text()))
         for inner_lr in args.sweep_inner_lr:
             evaluate(out, checkpoint, f"{SWEEP_PREFIX}{inner_lr:g}.json", inner_lr)
     elif not args.report:
-        out = meta_train(
-            args.family, args.agent, args.seed, args.iterations, args.minutes, args.update_threads
-        )
+        meta_train(experiment, args.iterations, args.minutes, args.update_threads)
         if not (out / "untrained.json").exists():
             evaluate(out, 0, "untrained.json")
         evaluate(out, None, "test.json")
-        plot_learning_curve(out, SETTINGS[(args.family, args.agent)])
+        plot_learning_curve(out, setting)
     report()
     return 0
 

@@ -68,6 +68,14 @@ def add_parser(commands: Any) -> None:
         default=[],
         help="agent hyperparameter override, e.g. --set inner_lr=0.05 (repeatable)",
     )
+    parser.add_argument(
+        "--env-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="keyword of the family's env, as gymnasium.make takes it, e.g. "
+        "--env-option terminate_when_unhealthy=false (repeatable)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run)
 
@@ -78,6 +86,17 @@ def parse_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` flags as a mapping, values read as TOML would read them."""
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
+        values[key.strip()] = parse_value(value.strip())
+    return values
 
 
 def resolve_configs(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]]:
@@ -96,11 +115,11 @@ def resolve_configs(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any]
         value = getattr(args, f.name, None)
         if value is not None:
             run_values[f.name] = value
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        agent_values[key.strip()] = parse_value(value.strip())
+    agent_values.update(parse_assignments(args.set, "--set"))
+    if args.env_option:
+        env_options = dict(run_values.get("env_options", {}))
+        env_options.update(parse_assignments(args.env_option, "--env-option"))
+        run_values["env_options"] = env_options
     if args.first_order:
         agent_values["first_order"] = True
     return RunConfig.from_mapping(run_values), agent_values

@@ -210,7 +210,8 @@ def render_rollouts(
     agent = parts.agent
     meta = expand_params(detach_params(agent.policy.meta_parameters()), 1)
     adaptation: Adaptation[Any] = Adaptation(meta, None)
-    stage = Stage(parts.config.family, task, width, height, parts.config.horizon)
+    config = parts.config
+    stage = Stage(config.family, task, width, height, config.horizon, config.env_options)
     filmed = []
     total = len(steps) * stage.env.horizon + steps[-1]
     try:

@@ -63,19 +63,32 @@ class Stage:
         width: Frame width in pixels.
         height: Frame height in pixels.
         horizon: Episode length (the family's default when ``None``).
+        env_options: Further keywords of the family's env (a run's ``env_options``).
 
     Raises:
         HeadlessGLError: No offscreen OpenGL backend works (the message says what to install).
     """
 
     def __init__(
-        self, family: str, task: Task, width: int, height: int, horizon: int | None = None
+        self,
+        family: str,
+        task: Task,
+        width: int,
+        height: int,
+        horizon: int | None = None,
+        env_options: Mapping[str, Any] | None = None,
     ) -> None:
         if width < 16 or height < 16:
             raise ValueError(f"frame size must be at least 16x16 pixels, got {width}x{height}")
         setup_headless_gl()
         self.env: MetaEnv = envs.make(
-            family, task=task, horizon=horizon, render_mode="rgb_array", width=width, height=height
+            family,
+            task=task,
+            horizon=horizon,
+            render_mode="rgb_array",
+            width=width,
+            height=height,
+            **(env_options or {}),
         )
         self.task = task
         self.scene = scene_for(family, self.env.model)

@@ -42,6 +42,11 @@ RESUMABLE_FIELDS = (
 computes (every backend and worker count gives the same episodes; the update's thread count
 changes the last bits of its float sums only)."""
 
+RESERVED_ENV_OPTIONS = frozenset(
+    {"task", "horizon", "resample_tasks", "share_model", "render_mode", "width", "height"}
+)
+"""Env keywords a run sets itself (``horizon`` is a run field of its own)."""
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -68,6 +73,9 @@ class RunConfig:
         update_threads: CPU threads of the meta-update, while the sampler's workers wait; 0
             means every core. Sampling always runs single-threaded. A given count gives
             deterministic updates, so a run resumed with the same count repeats itself exactly.
+        env_options: Keyword arguments for the family's env, as ``gymnasium.make`` takes them
+            (e.g. ``terminate_when_unhealthy = false`` for an Ant); empty means the family's
+            own settings. Every env of the run gets them: sampling, evaluation, rendering.
     """
 
     family: str = "PointNav2D"
@@ -85,6 +93,7 @@ class RunConfig:
     checkpoint_every: int = 10
     keep_checkpoints: int = 3
     update_threads: int = 0
+    env_options: dict[str, bool | int | float | str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = type_problems(type(self), {f.name: getattr(self, f.name) for f in fields(self)})
@@ -115,6 +124,11 @@ class RunConfig:
                 ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
                 ("keep_checkpoints", self.keep_checkpoints >= 1, "must be >= 1"),
                 ("update_threads", self.update_threads >= 0, "must be >= 0; 0 means every core"),
+                (
+                    "env_options",
+                    not RESERVED_ENV_OPTIONS & set(self.env_options),
+                    f"may not set {sorted(RESERVED_ENV_OPTIONS)}: the run sets those itself",
+                ),
             )
             if not ok
         ]
@@ -149,7 +163,8 @@ def type_problems(cls: type[Any], values: Mapping[str, Any]) -> list[str]:
     Config values come from TOML files and ``--set`` overrides, where a typo easily turns a
     number into a string; checking types first turns what would be a ``TypeError`` deep in a
     comparison into a message naming the field. Understands ``int``, ``float`` (ints allowed),
-    ``bool``, ``str``, ``tuple[X, ...]`` (lists allowed) and unions; other types pass.
+    ``bool``, ``str``, ``tuple[X, ...]`` (lists allowed), ``dict[K, V]`` and unions; other
+    types pass.
     """
     hints = typing.get_type_hints(cls)
     return [
@@ -165,6 +180,10 @@ def _fits(value: Any, kind: Any) -> bool:
         return any(_fits(value, arg) for arg in args)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         return isinstance(value, list | tuple) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items()
+        )
     if kind is bool:
         return isinstance(value, bool)
     if kind is int:
@@ -182,6 +201,8 @@ def _describe(kind: Any) -> str:
         return " or ".join(_describe(arg) for arg in args)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         return f"a list of {_describe(args[0])}"
+    if origin is dict:
+        return f"a table of {_describe(args[1])} by {_describe(args[0])}"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     return names.get(kind, "None" if kind is type(None) else str(kind))
 
@@ -212,5 +233,13 @@ def load_config(path: Path) -> tuple[RunConfig, dict[str, Any]]:
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
-    """TOML has no tuples or None: tuples become lists, None entries are dropped."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}
+    """TOML has no tuples or None: tuples become lists, None entries are dropped.
+
+    Empty tables (their defaults) are dropped too, so configs of runs that predate a table
+    keep their text.
+    """
+    return {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in values.items()
+        if v is not None and v != {}
+    }

@@ -220,18 +220,18 @@ def load_run(
         overrides["device"] = device
     if overrides:
         config = RunConfig.from_mapping({**config.__dict__, **overrides})
-    parts = build(config, agent_table)
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        raise ValueError(f"{run_dir} has no checkpoints yet")
+    iteration = max(found) if checkpoint is None else checkpoint
+    if iteration not in found:
+        raise ValueError(f"{run_dir} has no checkpoint {iteration}; it has {sorted(found)}")
+    state = load_checkpoint(
+        checkpoint_path(run_dir / "checkpoints", iteration),
+        expect={"agent_name": config.agent, "family": config.family},
+    )
+    parts = build(config, agent_table)  # starts the sampler's workers: checks come first
     try:
-        found = list_checkpoints(run_dir / "checkpoints")
-        if not found:
-            raise ValueError(f"{run_dir} has no checkpoints yet")
-        iteration = max(found) if checkpoint is None else checkpoint
-        if iteration not in found:
-            raise ValueError(f"{run_dir} has no checkpoint {iteration}; it has {sorted(found)}")
-        state = load_checkpoint(
-            checkpoint_path(run_dir / "checkpoints", iteration),
-            expect={"agent_name": config.agent, "family": config.family},
-        )
         parts.agent.load_state_dict(state["agent"])
         if agent_overrides:
             trained = parts.agent.config

@@ -71,11 +71,15 @@ def collect_meta_batch(parts: RunParts, tasks: list[Task], seed: int) -> MetaBat
 
 
 def adaptation_metrics(batch: MetaBatch) -> dict[str, float]:
-    """Mean return and success before and after each inner step, and unstable episodes."""
+    """Mean return, success and episode length before and after each inner step; unstable ones.
+
+    A mean length below the horizon says episodes end early, which a policy may learn to do.
+    """
     metrics: dict[str, float] = {}
     for step, episodes in enumerate([*batch.train, batch.valid]):
         metrics[f"adapt/step_{step}/return"] = episodes.episode_returns().mean().item()
         metrics[f"adapt/step_{step}/success"] = episodes.episode_success().float().mean().item()
+        metrics[f"adapt/step_{step}/length"] = episodes.masks.sum(dim=-1).mean().item()
     metrics["episodes/unstable"] = float(
         sum(int(e.unstable.sum()) for e in [*batch.train, batch.valid])
     )

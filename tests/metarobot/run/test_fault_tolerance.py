@@ -204,6 +204,12 @@ def nothing(run_dir: Path) -> None:
         (nothing, ["--set", "inner_lr=0.5"], r"inner_lr=0\.5 \(the run has 0\.1\)"),
         (nothing, ["--set", "inner_lr=fast"], r"inner_lr='fast' \(the run has 0\.1\)"),
         (nothing, ["--set", "inner_lr"], r"--set expects KEY=VALUE, got 'inner_lr'"),
+        (
+            nothing,
+            ["--env-option", "max_force=2"],
+            r"cannot change env_options=\{'max_force': 2\} \(the run has \{\}\)",
+        ),
+        (nothing, ["--env-option", "horizon=5"], r"env_options=\{'horizon': 5\} \(may not set"),
         (nothing, ["--ray-address", "auto"], r"--ray-address needs --backend ray"),
     ],
 )
@@ -237,6 +243,9 @@ def test_bad_config_file_or_override_for_a_new_run_creates_nothing(
     assert "inner_lr='fast' (must be a number)" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "c"), "--set", "bogus=1"]) == 2
     assert "unknown MAMLConfig fields ['bogus']" in capsys.readouterr().err
+    new_ant = ["train", "--out", str(tmp_path / "d"), "--family", "AntVel"]
+    assert main([*new_ant, "--env-option", "bogus=1"]) == 2
+    assert "env_options {'bogus': 1} do not fit AntVel" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]
 
 

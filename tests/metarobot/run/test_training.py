@@ -51,6 +51,7 @@ def test_run_directory_layout_and_config_round_trip(tmp_path):
     with open(run / "metrics.csv", newline="") as handle:
         row = next(csv.DictReader(handle))
     assert {"adapt/step_0/return", "adapt/step_1/return", "losses/kl", "time/sampling"} <= set(row)
+    assert float(row["adapt/step_0/length"]) == 10.0  # PointNav2D episodes run to the horizon
 
 
 def test_interrupted_run_resumes_to_identical_parameters(tmp_path, monkeypatch):

@@ -1,0 +1,110 @@
+"""How long a run's episodes last on each unseen task, and what they score: is ending early paying?
+
+A family that ends episodes early (an Ant leaving its healthy height range) rewards ending them
+when its per-step reward is negative, and a policy can learn that instead of the task. This
+measures it on a committed run: for each test task, the mean episode length, the share of
+episodes ended before the horizon, the mean return and the mean reward per step, before any
+adaptation, at each checkpoint asked for. They are the very episodes of step 0 of ``metarobot
+evaluate`` (the same tasks and seeds), so the returns are ``test.json``'s "0 steps" column.
+
+Usage::
+
+    python scripts/episode_lengths.py benchmarks/results/AntVel-maml-s0   # checkpoints 0, latest
+
+Writes ``episode_lengths.md`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metarobot.policies import detach_params, expand_params
+from metarobot.run.checkpoints import list_checkpoints
+from metarobot.run.directory import load_run
+from metarobot.seeding import derive_seed
+from metarobot.tasks import Task
+
+EVAL_TASKS, EVAL_SEED, ROLLOUTS = 40, 1000, 20
+"""``scripts/reproduce.py``'s evaluation: test tasks, seed and rollouts per task."""
+
+
+def episode_stats(run: Path, checkpoint: int) -> tuple[list[Task], torch.Tensor]:
+    """Per test task: mean length, share ended early, mean return, mean reward per step."""
+    parts, _ = load_run(run, checkpoint)
+    try:
+        tasks = parts.family.sample_tasks(EVAL_TASKS, "test", seed=EVAL_SEED)
+        meta = expand_params(detach_params(parts.agent.policy.meta_parameters()), len(tasks))
+        episodes = parts.sampler.sample(tasks, meta, ROLLOUTS, seed=derive_seed(EVAL_SEED, 0))
+    finally:
+        parts.close()
+    lengths = episodes.masks.sum(dim=-1)
+    returns = episodes.episode_returns()
+    stats = torch.stack(
+        [
+            lengths.mean(dim=1),
+            (lengths < episodes.horizon).float().mean(dim=1),
+            returns.mean(dim=1),
+            (returns / lengths).mean(dim=1),
+        ],
+        dim=1,
+    )
+    return tasks, stats
+
+
+def parameters(task: Task) -> list[float]:
+    """The task's parameter values, flattened, to sort tasks by."""
+    return [float(v) for name in task.param_names for v in np.atleast_1d(task[name])]
+
+
+def describe(task: Task) -> str:
+    return ", ".join(
+        f"{name} {np.round(np.asarray(task[name], dtype=float), 2).tolist()}"
+        for name in task.param_names
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("run", type=Path, help="a run folder (its config.toml and checkpoints/)")
+    parser.add_argument(
+        "--checkpoints", type=int, nargs="+", help="checkpoints to measure (default: 0, latest)"
+    )
+    args = parser.parse_args()
+    checkpoints = args.checkpoints or [0, max(list_checkpoints(args.run / "checkpoints"))]
+    measured = {checkpoint: episode_stats(args.run, checkpoint) for checkpoint in checkpoints}
+    tasks = measured[checkpoints[0]][0]
+    header = "| task | " + " | ".join(
+        f"iteration {c}: length | ended early | return | reward / step" for c in checkpoints
+    )
+    lines = [
+        f"# Episodes before adaptation: {args.run.name}",
+        "",
+        f"{len(tasks)} unseen test tasks x {ROLLOUTS} episodes, the episodes of step 0 of "
+        f"`metarobot evaluate {args.run} --tasks {EVAL_TASKS} --seed {EVAL_SEED} --rollouts "
+        f"{ROLLOUTS}`. "
+        f"Written by `python scripts/episode_lengths.py {args.run} --checkpoints "
+        f"{' '.join(map(str, checkpoints))}`.",
+        "",
+        header + " |",
+        "|---|" + "---:|" * 4 * len(checkpoints),
+    ]
+    order = sorted(range(len(tasks)), key=lambda i: parameters(tasks[i]))
+    for i in order:
+        cells = [
+            f"{s[0]:.0f} | {s[1]:.0%} | {s[2]:.1f} | {s[3]:+.3f}"
+            for s in (measured[c][1][i].tolist() for c in checkpoints)
+        ]
+        lines.append(f"| {describe(tasks[i])} | " + " | ".join(cells) + " |")
+    out = args.run / "episode_lengths.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(out.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
