@@ -21,6 +21,7 @@ Usage::
     python scripts/reproduce.py --family PickPlace --agent maml --sweep-inner-lr 0.05 0.2
     python scripts/reproduce.py --report            # only regenerate paper_results.md
     python scripts/reproduce.py --verify            # re-evaluate the committed test.json files
+    python scripts/reproduce.py --verify benchmarks/results/AntVel-maml-s0   # ... of one run
     .venv-metaworld/bin/python scripts/reproduce.py --verify   # ... and the Meta-World ones
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import json
 import re
 import shlex
@@ -540,8 +542,10 @@ def report() -> None:
     print(REPORT.read_text())
 
 
-def verify() -> bool:
-    """Re-evaluate committed ``test.json`` (and step-size sweep) files; True if none differs.
+def verify(folders: list[Path]) -> bool:
+    """Re-evaluate committed ``test.json`` and step-size sweep files; True if none differs.
+
+    Checks those of ``folders``, or of every result folder if it is empty.
 
     Only results recorded with this environment's software versions can be reproduced bit for
     bit (Meta-World's pin to mujoco 3.3 puts its results in a second environment); the others
@@ -549,7 +553,11 @@ def verify() -> bool:
     """
     ok = True
     installed = software_versions()
-    for expected in sorted(RESULTS.glob("*/test*.json")):
+    patterns = [folder / "test*.json" for folder in folders] or [RESULTS / "*" / "test*.json"]
+    expected_files = [Path(f) for pattern in patterns for f in sorted(glob.glob(str(pattern)))]
+    if not expected_files:
+        raise ValueError(f"no committed results to verify in {[str(f) for f in folders]}")
+    for expected in expected_files:
         saved = json.loads(expected.read_text())
         if saved["versions"] != installed:
             print(
@@ -590,10 +598,19 @@ def main() -> int:
         help="only evaluate test.json's checkpoint adapting with these step sizes",
     )
     parser.add_argument("--report", action="store_true", help="only rewrite the report")
-    parser.add_argument("--verify", action="store_true", help="re-evaluate committed results")
+    parser.add_argument(
+        "--verify",
+        nargs="*",
+        type=Path,
+        metavar="FOLDER",
+        help="re-evaluate the committed results (of these result folders only, if given)",
+    )
     args = parser.parse_args()
-    if args.verify:
-        return 0 if verify() else 1
+    if args.verify is not None:
+        try:
+            return 0 if verify(args.verify) else 1
+        except ValueError as error:
+            parser.error(str(error))
     experiment = Experiment(args.family, args.agent, args.seed, args.variant)
     if not args.report:
         try:
