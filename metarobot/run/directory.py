@@ -220,6 +220,7 @@ def load_run(
         overrides["device"] = device
     if overrides:
         config = RunConfig.from_mapping({**config.__dict__, **overrides})
+    config = resolve(config)  # an unknown family is named before any checkpoint is read
     found = list_checkpoints(run_dir / "checkpoints")
     if not found:
         raise ValueError(f"{run_dir} has no checkpoints yet")
