@@ -68,6 +68,10 @@ class Episodes:
         """Undiscounted return of each episode, ``[N, E]``."""
         return (self.rewards * self.masks).sum(dim=-1)
 
+    def episode_lengths(self) -> torch.Tensor:
+        """Real steps of each episode, ``[N, E]`` (below ``T`` where it ended early)."""
+        return self.masks.sum(dim=-1)
+
     def episode_success(self) -> torch.Tensor:
         """Whether each episode succeeded at any step, ``[N, E]`` bool (all False without it)."""
         if "success" not in self.infos:

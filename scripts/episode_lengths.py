@@ -42,7 +42,7 @@ def episode_stats(run: Path, checkpoint: int) -> tuple[list[Task], torch.Tensor]
         episodes = parts.sampler.sample(tasks, meta, ROLLOUTS, seed=derive_seed(EVAL_SEED, 0))
     finally:
         parts.close()
-    lengths = episodes.masks.sum(dim=-1)
+    lengths = episodes.episode_lengths()
     returns = episodes.episode_returns()
     stats = torch.stack(
         [

@@ -79,7 +79,7 @@ def adaptation_metrics(batch: MetaBatch) -> dict[str, float]:
     for step, episodes in enumerate([*batch.train, batch.valid]):
         metrics[f"adapt/step_{step}/return"] = episodes.episode_returns().mean().item()
         metrics[f"adapt/step_{step}/success"] = episodes.episode_success().float().mean().item()
-        metrics[f"adapt/step_{step}/length"] = episodes.masks.sum(dim=-1).mean().item()
+        metrics[f"adapt/step_{step}/length"] = episodes.episode_lengths().mean().item()
     metrics["episodes/unstable"] = float(
         sum(int(e.unstable.sum()) for e in [*batch.train, batch.valid])
     )
