@@ -21,6 +21,7 @@ import csv
 import importlib.metadata
 import json
 import math
+import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,21 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``, else what ``platform`` knows).
+
+    Results are bitwise reproducible only on the same CPU model: torch's and MuJoCo's floating
+    point take other instruction paths on other CPUs, and rollouts diverge from the last bit on.
+    """
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 @dataclass(frozen=True)
 class AdaptationResult:
     """Per-task outcomes after each number of adaptation steps.
@@ -125,6 +141,7 @@ class AdaptationResult:
         versions: Software versions the result was measured with (see
             :func:`software_versions`).
         protocol: How it was measured (:meth:`Protocol.describe`); empty for the default.
+        cpu: The CPU it was measured on (:func:`cpu_model`); empty where not recorded.
     """
 
     tasks: list[Task]
@@ -135,6 +152,7 @@ class AdaptationResult:
     groups: tuple[str, ...] = ()
     versions: Mapping[str, str] = field(default_factory=dict)
     protocol: str = ""
+    cpu: str = ""
 
     def summary(self) -> list[dict[str, float]]:
         """One row per step: mean and 95% CI half-width of return and success over tasks."""
@@ -303,6 +321,7 @@ def evaluate_protocol(
         groups=tuple(groups),
         versions=software_versions(),
         protocol="" if protocol == Protocol(steps, protocol.rollouts) else protocol.describe(),
+        cpu=cpu_model(),
     )
 
 
@@ -317,6 +336,7 @@ def write_results(result: AdaptationResult, out_dir: Path, stem: str = "adaptati
                 "rollouts": result.rollouts,
                 "protocol": result.protocol,
                 "versions": dict(result.versions),
+                "cpu": result.cpu,
                 "summary": result.summary(),
                 "group_summary": result.group_summary(),
                 "groups": list(result.groups),

@@ -47,6 +47,7 @@ EXECUTION_FIELDS = (
     "workers",
     "checkpoint_every",
     "keep_checkpoints",
+    "keep_every",
     "update_threads",
 )
 """Run config fields that do not change what an agent is: runs differing only here pool."""
@@ -193,6 +194,7 @@ def load_evaluation(
         groups=tuple(data.get("groups", ())),
         versions=dict(data.get("versions", {})),
         protocol=str(data.get("protocol", "")),
+        cpu=str(data.get("cpu", "")),
     )
     return RunEvaluation(run_dir, json_path, int(match["iteration"]), config, agent_config, result)
 

@@ -46,6 +46,7 @@ import torch
 
 import agents
 import envs
+from metarobot.evaluation import cpu_model
 from metarobot.policies import GaussianMLPPolicy, detach_params, expand_params
 from metarobot.run.build import sampler_env_fn
 from metarobot.run.config import RunConfig
@@ -220,14 +221,7 @@ def measure(
 
 
 def machine_info() -> list[tuple[str, str]]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return [
         ("date (UTC)", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),

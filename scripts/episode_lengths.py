@@ -23,14 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metarobot.cli.evaluate import EVAL_SEED, EVAL_TASKS, PAPER_ROLLOUTS
 from metarobot.policies import detach_params, expand_params
 from metarobot.run.checkpoints import list_checkpoints
 from metarobot.run.directory import load_run
 from metarobot.seeding import derive_seed
 from metarobot.tasks import Task
-
-EVAL_TASKS, EVAL_SEED, ROLLOUTS = 40, 1000, 20
-"""``scripts/reproduce.py``'s evaluation: test tasks, seed and rollouts per task."""
 
 
 def episode_stats(run: Path, checkpoint: int) -> tuple[list[Task], torch.Tensor]:
@@ -39,7 +37,7 @@ def episode_stats(run: Path, checkpoint: int) -> tuple[list[Task], torch.Tensor]
     try:
         tasks = parts.family.sample_tasks(EVAL_TASKS, "test", seed=EVAL_SEED)
         meta = expand_params(detach_params(parts.agent.policy.meta_parameters()), len(tasks))
-        episodes = parts.sampler.sample(tasks, meta, ROLLOUTS, seed=derive_seed(EVAL_SEED, 0))
+        episodes = parts.sampler.sample(tasks, meta, PAPER_ROLLOUTS, seed=derive_seed(EVAL_SEED, 0))
     finally:
         parts.close()
     lengths = episodes.episode_lengths()
@@ -84,9 +82,9 @@ def main() -> int:
     lines = [
         f"# Episodes before adaptation: {args.run.name}",
         "",
-        f"{len(tasks)} unseen test tasks x {ROLLOUTS} episodes, the episodes of step 0 of "
+        f"{len(tasks)} unseen test tasks x {PAPER_ROLLOUTS} episodes, the episodes of step 0 of "
         f"`metarobot evaluate {args.run} --tasks {EVAL_TASKS} --seed {EVAL_SEED} --rollouts "
-        f"{ROLLOUTS}`. "
+        f"{PAPER_ROLLOUTS}`. "
         f"Written by `python scripts/episode_lengths.py {args.run} --checkpoints "
         f"{' '.join(map(str, checkpoints))}`.",
         "",

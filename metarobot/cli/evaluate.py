@@ -22,6 +22,10 @@ EVAL_SEED = 1000
 """Default seed of evaluation tasks and rollouts (``metarobot render`` uses it too)."""
 EVAL_TASKS = 40
 """Default number of evaluation tasks."""
+EVAL_ADAPT_STEPS = 3
+"""Default largest number of adaptation steps: the MAML paper measures after 0..3."""
+PAPER_ROLLOUTS = 20
+"""Episodes per task and step in the MAML paper's evaluation (the default is the run's own)."""
 MEDIA_SUFFIXES = (".png", ".gif", ".mp4")
 """Files of a run's ``videos/`` folder that the Markdown summary links."""
 PROTOCOLS = ("maml", "metaworld")
@@ -66,7 +70,9 @@ def add_evaluation_arguments(parser: Any) -> None:
         help=f"number of tasks (default {EVAL_TASKS}; metaworld: per skill, 40)",
     )
     parser.add_argument(
-        "--adapt-steps", type=int, help="largest number of steps K (default 3; metaworld: 1)"
+        "--adapt-steps",
+        type=int,
+        help=f"largest number of steps K (default {EVAL_ADAPT_STEPS}; metaworld: 1)",
     )
     parser.add_argument(
         "--rollouts", type=int, help="episodes per task and step (default: run's; metaworld: 10)"
@@ -97,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             tasks = parts.family.sample_tasks(args.tasks or EVAL_TASKS, args.split, seed=args.seed)
             groups = []
-            steps = 3 if args.adapt_steps is None else args.adapt_steps
+            steps = EVAL_ADAPT_STEPS if args.adapt_steps is None else args.adapt_steps
             protocol = Protocol(steps, args.rollouts or parts.config.episodes_per_task)
         result = evaluate_protocol(
             parts.agent,

@@ -58,6 +58,11 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--checkpoint-every", type=int)
     parser.add_argument("--keep-checkpoints", type=int, help="most recent checkpoints kept")
     parser.add_argument(
+        "--keep-every",
+        type=int,
+        help="also keep the checkpoints at multiples of this iteration, to choose one later",
+    )
+    parser.add_argument(
         "--update-threads", type=int, help="CPU threads of the meta-update (default: every core)"
     )
     parser.add_argument("--first-order", action="store_true", help="first-order MAML")

@@ -73,9 +73,12 @@ def load_checkpoint(path: Path, expect: Mapping[str, Any] | None = None) -> dict
     return state
 
 
-def prune_checkpoints(directory: Path, keep_last: int) -> None:
-    """Delete all but the ``keep_last`` newest checkpoints, always keeping iteration 0."""
+def prune_checkpoints(directory: Path, keep_last: int, keep_every: int = 0) -> None:
+    """Delete all but the ``keep_last`` newest checkpoints and iteration 0.
+
+    With ``keep_every`` > 0, the iterations that are multiples of it are kept too.
+    """
     found = list_checkpoints(directory)
     for iteration in list(found)[:-keep_last]:
-        if iteration != 0:
+        if iteration != 0 and not (keep_every and iteration % keep_every == 0):
             found[iteration].unlink()

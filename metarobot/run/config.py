@@ -36,6 +36,7 @@ RESUMABLE_FIELDS = (
     "adapt_on",
     "checkpoint_every",
     "keep_checkpoints",
+    "keep_every",
     "update_threads",
 )
 """Fields a resumed run may change: how long it runs and how it is executed, never what it
@@ -70,6 +71,9 @@ class RunConfig:
             adaptation and validation rollouts); ``workers`` needs the ``ray`` backend.
         checkpoint_every: Iterations between checkpoints (the last one is always written).
         keep_checkpoints: Most recent checkpoints kept (the initial one is always kept).
+        keep_every: Checkpoints at multiples of this iteration are kept too, so that one can
+            be chosen afterwards on validation tasks (meta-training may trade adaptation for a
+            better pre-adaptation policy late in a run); 0 keeps none beyond the newest.
         update_threads: CPU threads of the meta-update, while the sampler's workers wait; 0
             means every core. Sampling always runs single-threaded. A given count gives
             deterministic updates, so a run resumed with the same count repeats itself exactly.
@@ -92,6 +96,7 @@ class RunConfig:
     adapt_on: str = "driver"
     checkpoint_every: int = 10
     keep_checkpoints: int = 3
+    keep_every: int = 0
     update_threads: int = 0
     env_options: dict[str, bool | int | float | str] = field(default_factory=dict)
 
@@ -123,6 +128,7 @@ class RunConfig:
                 ),
                 ("checkpoint_every", self.checkpoint_every >= 1, "must be >= 1"),
                 ("keep_checkpoints", self.keep_checkpoints >= 1, "must be >= 1"),
+                ("keep_every", self.keep_every >= 0, "must be >= 0; 0 keeps none"),
                 ("update_threads", self.update_threads >= 0, "must be >= 0; 0 means every core"),
                 (
                     "env_options",

@@ -83,10 +83,11 @@ def _checkpoint_state(parts: RunParts, iteration: int) -> dict[str, Any]:
 
 
 def write_checkpoint(parts: RunParts, run_dir: Path, iteration: int) -> None:
-    """Checkpoint the run after ``iteration``, keeping the newest ``keep_checkpoints``."""
+    """Checkpoint the run after ``iteration``; prune as ``keep_checkpoints``/``keep_every`` say."""
     directory = run_dir / "checkpoints"
     save_checkpoint(checkpoint_path(directory, iteration), _checkpoint_state(parts, iteration))
-    prune_checkpoints(directory, parts.config.keep_checkpoints)
+    config = parts.config
+    prune_checkpoints(directory, config.keep_checkpoints, config.keep_every)
 
 
 def _resumed_config(config: RunConfig, saved: RunConfig) -> RunConfig:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import metarobot.run.training as training
-from metarobot.evaluation import evaluate_adaptation, mean_ci, write_results
+from metarobot.evaluation import cpu_model, evaluate_adaptation, mean_ci, write_results
 from metarobot.run.directory import load_run
 from tests.metarobot.run.test_training import TINY
 
@@ -35,6 +35,7 @@ def test_evaluate_adaptation_writes_json_csv_png(tmp_path):
     saved = json.loads(paths[0].read_text())
     assert len(saved["tasks"]) == 4 and saved["tasks"][0]["split"] == "test"
     assert [row["step"] for row in saved["summary"]] == [0, 1, 2]
+    assert saved["cpu"] == cpu_model() != ""  # bitwise reproducible on this CPU model only
     assert paths[2].stat().st_size > 5_000
     assert "| 2 |" in result.table()
 

@@ -254,12 +254,13 @@ def test_resume_may_change_how_a_run_executes_but_not_what_it_computes(
 ) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(trained, run_dir)
-    longer = replace(TINY, iterations=6, backend="process", checkpoint_every=3)
+    longer = replace(TINY, iterations=6, backend="process", checkpoint_every=3, keep_every=3)
     parts = training.train(longer, run_dir, resume=True, progress=False)
     parts.close()
     assert parts.config.backend == "process" and parts.config.iterations == 6
     saved, _ = load_config(run_dir / "config.toml")
     assert (saved.backend, saved.iterations, saved.checkpoint_every) == ("process", 6, 3)
+    assert saved.keep_every == 3
     with pytest.raises(ValueError, match=r"cannot change seed=4 \(the run has 3\)"):
         training.train(replace(TINY, seed=4), run_dir, resume=True, progress=False)
 
