@@ -151,8 +151,9 @@ SETTINGS: dict[tuple[str, str, str], Setting] = {
         "than the untrained policy's 36-80 "
         "([episode_lengths.md](results/AntVel-maml-s0/episode_lengths.md)). Its one-step gain "
         "at iteration 500 is not borne out by steps 2 and 3 nor by earlier checkpoints "
-        "(iteration 487: -0.1 ± 1.8; 422: -1.4 ± 2.1). The variant `no-termination` departs "
-        "from the paper on this one point.",
+        "(iteration 487: -0.1 ± 1.8; 422: -1.4 ± 2.1), nor by any checkpoint on train-split "
+        "tasks (below; they are those the run's in-progress commits held). The variant "
+        "`no-termination` departs from the paper on this one point.",
     ),
     ("AntVel", "maml", "no-termination"): Setting(
         {**MAML_LOCOMOTION, "env_options": {"terminate_when_unhealthy": False}},
@@ -536,15 +537,17 @@ def selection_note(folder: Path) -> str:
         kept = ", ".join(row["iteration"] for row in csv.DictReader(handle))
     if (folder / SELECTED_FILE).is_file():
         iteration, _ = evaluated_with(json.loads((folder / SELECTED_FILE).read_text()))
-        chosen = f"iteration {iteration} was chosen"
+        chosen = (
+            f"iteration {iteration} was chosen: the best return after the step among those "
+            "whose gain there clears its 95% CI"
+        )
     else:
-        chosen = "none gained beyond its CI there, so none was chosen"
+        chosen = "none gained beyond its 95% CI there, so none was chosen"
     return (
         f" Checkpoints {kept} each adapted once on {VALID_TASKS} tasks of the train split, "
         f"which meta-training draws from (seed {VALID_SEED}, "
-        f"[validation.csv](results/{folder.name}/{VALIDATION_FILE})), and {chosen}: "
-        "the best return after the step among those whose gain there clears its 95% CI; the "
-        f"test tasks played no part (`{Experiment.of(folder).command()} --select`)."
+        f"[validation.csv](results/{folder.name}/{VALIDATION_FILE})), and {chosen}; the test "
+        f"tasks played no part (`{Experiment.of(folder).command()} --select`)."
     )
 
 
