@@ -1,4 +1,4 @@
-"""``metarobot train``'s flags become a run config: ``--env-option`` beside a config file's."""
+"""``metarobot train``'s flags become a run config (``--env-option`` beside a config file's)."""
 
 from pathlib import Path
 
@@ -13,3 +13,9 @@ def test_env_option_flags_are_read_as_toml_and_join_the_config_files(tmp_path: P
     args = build_parser().parse_args(["train", "--out", "x", "--config", str(config), *flags])
     run, _ = resolve_configs(args)
     assert run.env_options == {"healthy_reward": 1, "terminate_when_unhealthy": False}
+
+
+def test_keep_every_flag_reaches_the_run_config() -> None:
+    args = build_parser().parse_args(["train", "--out", "x", "--keep-every", "50"])
+    run, _ = resolve_configs(args)
+    assert run.keep_every == 50 and run.keep_checkpoints == 3  # beside the newest, not instead
