@@ -167,6 +167,12 @@ SETTINGS: dict[tuple[str, str, str], Setting] = {
         note="Finn et al. 2017's ant forward/backward (Sec. 5.3), its setting and budget. As "
         "for HalfCheetahDir, its two tasks are both train and test tasks.",
     ),
+    ("AntFwdBack", "maml", "no-termination"): Setting(
+        {**MAML_LOCOMOTION, "env_options": {"terminate_when_unhealthy": False}},
+        note="The paper's ant forward/backward, setting, reward and budget, with AntVel's "
+        "stated departure: episodes always run their 200 steps (`terminate_when_unhealthy = "
+        "false`).",
+    ),
     ("HalfCheetahVel", "reptile", ""): Setting(
         MAML_LOCOMOTION,
         agent={"num_inner_steps": 3, "inner_lr": 0.01, "anneal_updates": matched_iterations(3)},
