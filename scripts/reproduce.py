@@ -75,6 +75,8 @@ trained one (``--inner-lr``)."""
 
 MAML_LOCOMOTION = {"meta_batch_size": 40, "episodes_per_task": 20, "hidden_sizes": (100, 100)}
 """Finn et al. 2017, App. A.2: 2 x 100 tanh policy, meta-batch 40, 20 rollouts per task."""
+MAML_ANT_NO_TERMINATION = {**MAML_LOCOMOTION, "env_options": {"terminate_when_unhealthy": False}}
+"""The paper's ant setting with episodes that always run to the horizon (PEARL's, ProMP's)."""
 MAML_METAWORLD = {"meta_batch_size": 20, "episodes_per_task": 10, "hidden_sizes": (100, 100)}
 """Yu et al. 2019 (Meta-World), MAML-TRPO on ML1: meta-batch 20, 10 episodes per task."""
 MAML_STEPS_PER_ITERATION = 2 * 40 * 20 * 200
@@ -156,7 +158,7 @@ SETTINGS: dict[tuple[str, str, str], Setting] = {
         "`no-termination` departs from the paper on this one point.",
     ),
     ("AntVel", "maml", "no-termination"): Setting(
-        {**MAML_LOCOMOTION, "env_options": {"terminate_when_unhealthy": False}},
+        MAML_ANT_NO_TERMINATION,
         note="The paper's ant goal velocity, setting, reward and budget, with one stated "
         "departure: episodes always run their 200 steps (`terminate_when_unhealthy = false`), "
         "as they do in PEARL's and ProMP's ant tasks. Under the paper's rule (the row above) "
@@ -172,7 +174,7 @@ SETTINGS: dict[tuple[str, str, str], Setting] = {
         "range before running pays. The variant `no-termination` is the next run.",
     ),
     ("AntFwdBack", "maml", "no-termination"): Setting(
-        {**MAML_LOCOMOTION, "env_options": {"terminate_when_unhealthy": False}},
+        MAML_ANT_NO_TERMINATION,
         note="The paper's ant forward/backward, setting, reward and budget, with AntVel's "
         "stated departure: episodes always run their 200 steps (`terminate_when_unhealthy = "
         "false`).",
