@@ -401,13 +401,13 @@ def select_checkpoint(out: Path) -> int | None:
         if iteration == 0:
             continue
         result = json.loads(evaluation_json(out, iteration, "train").read_text())
-        before, after = np.array(result["returns"], dtype=np.float64)[:2]
-        gain, gain_ci = mean_ci(after - before)
+        before, after = (step["return_mean"] for step in result["summary"][:2])
+        gain, gain_ci = paired_gain(result)
         rows.append(
             {
                 "iteration": iteration,
-                "before": before.mean(),
-                "after": after.mean(),
+                "before": before,
+                "after": after,
                 "gain": gain,
                 "gain_ci95": gain_ci,
             }
@@ -485,14 +485,19 @@ def cell(summary: list[dict[str, float]], step: int, metric: str = "return") -> 
     return mean_ci_text(summary[step][f"{metric}_mean"], summary[step][f"{metric}_ci95"], metric)
 
 
-def gain_cell(result: dict[str, Any], metric: str) -> str:
-    """``metric`` after one step minus before, with the 95% CI of its mean over tasks.
+def paired_gain(result: dict[str, Any], metric: str = "return") -> tuple[float, float]:
+    """``metric`` after one step minus before, per task: its mean and the 95% CI of the mean.
 
     Each task is measured at both steps, so the paired CI settles whether adaptation helps
-    more sharply than comparing the two columns' own (overlapping) intervals.
+    more sharply than comparing the two steps' own (overlapping) intervals.
     """
     per_task = np.array(result["returns" if metric == "return" else metric], dtype=np.float64)
-    return mean_ci_text(*mean_ci(per_task[1] - per_task[0]), metric, sign="+")
+    return mean_ci(per_task[1] - per_task[0])
+
+
+def gain_cell(result: dict[str, Any], metric: str) -> str:
+    """:func:`paired_gain` as a table cell."""
+    return mean_ci_text(*paired_gain(result, metric), metric, sign="+")
 
 
 SUCCESS_COLUMNS = [("success, 0 steps", 0, "success"), ("success, 1 step", 1, "success")]
@@ -699,7 +704,7 @@ def verify(folders: list[Path]) -> bool:
         again = evaluate(expected.parent, iteration, ".verify.json", inner_lr)
         (expected.parent / ".verify.json").unlink()
         recorded_on = saved.get("cpu", "")
-        if {**again, "cpu": recorded_on} == saved | {"cpu": recorded_on}:
+        if {**again, "cpu": recorded_on} == {**saved, "cpu": recorded_on}:  # all but the CPU
             verdict = "reproduced bit for bit"
         elif recorded_on != cpu and within_cis(again, saved):
             verdict = (
