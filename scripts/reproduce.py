@@ -392,9 +392,8 @@ def select_checkpoint(out: Path) -> int | None:
 
     Meta-training can trade adaptation for a better pre-adaptation policy late in a run
     (PickPlace with 20 episodes did), so the latest checkpoint need not be the one that adapts.
-    Each kept checkpoint after 0 adapts once on the validation tasks; of those whose one-step
-    gain there is beyond its 95% CI, the one with the best return after the step is chosen.
-    Writes ``validation.csv``; returns the chosen iteration, or None if no checkpoint adapts.
+    Each kept checkpoint after 0 adapts once on the validation tasks, written to
+    ``validation.csv``; :func:`choose_checkpoint` picks among them.
     """
     rows = []
     for iteration in list_checkpoints(out / "checkpoints"):
@@ -418,6 +417,16 @@ def select_checkpoint(out: Path) -> int | None:
         writer.writerows(
             {k: f"{v:.2f}" if k != "iteration" else v for k, v in row.items()} for row in rows
         )
+    return choose_checkpoint(rows)
+
+
+def choose_checkpoint(rows: list[dict[str, float]]) -> int | None:
+    """``--select``'s rule: the best return after the step among gains beyond their CIs.
+
+    Rows are ``validation.csv``'s; None when no checkpoint's gain clears its 95% CI. Among
+    those that adapt, the return after the step decides, not the gain: a large gain from a poor
+    pre-adaptation policy is worth less to a user than a good adapted one.
+    """
     adapting = [row for row in rows if row["gain"] - row["gain_ci95"] > 0]
     return int(max(adapting, key=lambda row: row["after"])["iteration"]) if adapting else None
 
