@@ -11,7 +11,8 @@ another family or out of range is refused, and a simulation that diverges ends t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar
@@ -55,6 +56,37 @@ def sharing_models() -> Iterator[None]:
         yield
     finally:
         _SHARING.reset(token)
+
+
+# mujoco 4 deprecates the ``settotalmass`` compiler attribute, which Gymnasium's
+# half_cheetah.xml still sets. The compiled model is the same; the warning would be printed by
+# every process that builds a HalfCheetah env and logged to MUJOCO_LOG.TXT in the user's
+# working directory, so it is dropped while our envs compile their models.
+_KNOWN_COMPILER_WARNINGS = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
+@contextmanager
+def known_compiler_warnings_dropped() -> Iterator[None]:
+    """Within this block, MuJoCo's known harmless compiler warnings are dropped.
+
+    Any other MuJoCo warning goes to the handler set before (a Python ``RuntimeWarning`` where
+    there was none), so nothing unexpected is hidden. MuJoCo's handler is process-wide: keep
+    the block to the compilation itself.
+    """
+    caught: list[str] = []
+    previous: Callable[[str], None] | None = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(caught.append)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
+        for message in caught:
+            if not message.startswith(_KNOWN_COMPILER_WARNINGS):
+                (previous or _warn)(message)
 
 
 def coerce_task(task: Task | Mapping[str, Any] | str) -> Task:
@@ -283,14 +315,18 @@ class MetaEnv(MujocoEnv):
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
         if not (_SHARING.get() and self.can_share_model):
-            return super()._initialize_simulation()
+            return self._compile()
         key = (self.fullpath, self.width, self.height)
         model = _SHARED_MODELS.get(key)
         if model is None:
-            model, data = super()._initialize_simulation()
+            model, data = self._compile()
             _SHARED_MODELS[key] = model
             return model, data
         return model, mujoco.MjData(model)
+
+    def _compile(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        with known_compiler_warnings_dropped():
+            return super()._initialize_simulation()
 
     def _step_mujoco_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
         self.data.ctrl[:] = ctrl
