@@ -7,10 +7,11 @@ a stated way. A run lives in ``benchmarks/results/<Family>-<agent>[-<variant>]-s
 everything anyone needs to check or continue it: ``config.toml``, ``metrics.csv``, the initial
 and the latest checkpoint (and every 50th), then, once evaluated, ``test.json`` (``metarobot
 evaluate``'s JSON for the latest checkpoint: 40 unseen test tasks, 0..3 adaptation steps of 20
-fresh rollouts), ``untrained.json`` (the same for checkpoint 0) and ``learning_curve.png``;
-``--sweep-inner-lr`` adds ``test_inner_lr<value>.json`` (``test.json``'s checkpoint adapting with
-other step sizes); ``--select`` chooses a kept checkpoint on validation tasks (``validation.csv``)
-and evaluates it as ``test_selected.json``. Every invocation regenerates
+fresh rollouts), ``untrained.json`` (the same for checkpoint 0), ``learning_curve.png`` and
+``adaptation.png`` (key frames of test task 0 before and after one step; ``--render`` films it
+again); ``--sweep-inner-lr`` adds ``test_inner_lr<value>.json`` (``test.json``'s checkpoint
+adapting with other step sizes); ``--select`` chooses a kept checkpoint on validation tasks
+(``validation.csv``) and evaluates it as ``test_selected.json``. Every invocation regenerates
 ``benchmarks/paper_results.md`` from all result folders.
 
 Runs take hours on 2 cores and span sessions: a run resumes from its folder, and
@@ -22,6 +23,7 @@ Usage::
     python scripts/reproduce.py --family HalfCheetahVel --agent maml --seed 0 --minutes 100
     python scripts/reproduce.py --family PickPlace --agent maml --sweep-inner-lr 0.05 0.2
     python scripts/reproduce.py --family PickPlace --agent maml --variant episodes20 --select
+    python scripts/reproduce.py --family HalfCheetahDir --agent maml --render
     python scripts/reproduce.py --report            # only regenerate paper_results.md
     python scripts/reproduce.py --verify            # re-evaluate the committed test.json files
     python scripts/reproduce.py --verify benchmarks/results/AntVel-maml-s0   # ... of one run
@@ -385,6 +387,29 @@ def evaluate(
 
 VALIDATION_FILE, SELECTED_FILE = "validation.csv", "test_selected.json"
 """``--select``'s files: every kept checkpoint on the validation tasks; the chosen one's test."""
+FILM = "adaptation.mp4"
+"""``--render``'s video of test task 0 before and after one step; its key frames, committed,
+are the ``.png`` beside it (the video stays local: a row's command films it again)."""
+
+
+def reported_checkpoint(out: Path) -> int:
+    """The checkpoint a folder's headline row stands for: the chosen one, else test.json's."""
+    name = SELECTED_FILE if (out / SELECTED_FILE).is_file() else "test.json"
+    return evaluated_with(json.loads((out / name).read_text()))[0]
+
+
+def render(out: Path) -> Path:
+    """Film the reported checkpoint on test task 0 (evaluation seed) before and after one step.
+
+    Goes through ``metarobot render``, as a user would; returns the key frames' PNG.
+    """
+    film = out / FILM
+    argv = ["render", str(out), "--task", "test:0", "--adapt-steps", "0,1"]
+    argv += ["--seed", str(EVAL_SEED), "--checkpoint", str(reported_checkpoint(out))]
+    argv += ["--out", str(film), "--frames", "6", "--width", "320", "--height", "240"]
+    if cli_main([*argv, "--no-progress"]) != 0:
+        raise RuntimeError(f"metarobot {shlex.join(argv)} failed")
+    return film.with_suffix(".png")
 
 
 def select_checkpoint(out: Path) -> int | None:
@@ -577,6 +602,18 @@ def selection_note(folder: Path) -> str:
     )
 
 
+def film_note(folder: Path) -> str:
+    """A link to the key frames of the headline checkpoint adapting, if they were filmed."""
+    frames = Path(FILM).with_suffix(".png")
+    if not (folder / frames).is_file():
+        return ""
+    return (
+        f" [One sampled episode of test task 0 before and after one step](results/"
+        f"{folder.name}/{frames}), iteration {reported_checkpoint(folder)} (key frames; "
+        f"`{Experiment.of(folder).command()} --render` films it)."
+    )
+
+
 def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
     """One family's table (every run, its untrained policy, the paper's rows, a legend), notes."""
     protocol = Experiment.of(folders[0]).setting.protocol
@@ -622,6 +659,7 @@ def family_table(folders: list[Path]) -> tuple[list[str], list[str]]:
             lines.append(f"| {label} | | " + " | ".join(paper) + " | |")
         extra = f" Hyperparameters set: `{setting.agent}`." if setting.agent else ""
         extra += step_size_sweep(folder, trained, gain) + selection_note(folder)
+        extra += film_note(folder)
         versions = ", ".join(f"{name} {version}" for name, version in trained["versions"].items())
         versions += f" on {trained['cpu']}" if trained.get("cpu") else ""
         notes.append(
@@ -755,6 +793,12 @@ def main() -> int:
         help="only choose a kept checkpoint on validation tasks (train split) and evaluate it "
         f"on the test tasks as {SELECTED_FILE}",
     )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only film the reported checkpoint adapting to test task 0 (key frames as "
+        f"{Path(FILM).with_suffix('.png')})",
+    )
     parser.add_argument("--report", action="store_true", help="only rewrite the report")
     parser.add_argument(
         "--verify",
@@ -791,12 +835,18 @@ def main() -> int:
         else:
             evaluate(out, selected, SELECTED_FILE)
         print(f"selected on validation tasks: {selected} ({out / VALIDATION_FILE})")
+        render(out)
+    elif args.render:
+        if not (out / "test.json").is_file():
+            parser.error(f"{out} has no test.json: train it first")
+        print(f"wrote {render(out)}")
     elif not args.report:
         meta_train(experiment, args.iterations, args.minutes, args.update_threads)
         if not (out / "untrained.json").exists():
             evaluate(out, 0, "untrained.json")
         evaluate(out, None, "test.json")
         plot_learning_curve(out, setting)
+        render(out)
     report()
     return 0
 
