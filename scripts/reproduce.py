@@ -393,9 +393,10 @@ def evaluate(
 
 VALIDATION_FILE, SELECTED_FILE = "validation.csv", "test_selected.json"
 """``--select``'s files: every kept checkpoint on the validation tasks; the chosen one's test."""
-FILM = "adaptation.mp4"
-"""``--render``'s video of test task 0 before and after one step; its key frames, committed,
-are the ``.png`` beside it (the video stays local: a row's command films it again)."""
+FILM, FRAMES = "adaptation.mp4", "adaptation.png"
+"""``--render``'s video of test task 0 before and after one step, and its key frames beside it,
+which ``metarobot render`` names after the video; only the frames are committed (the video
+stays local: a row's command films it again)."""
 
 
 def reported_checkpoint(out: Path) -> int:
@@ -415,7 +416,7 @@ def render(out: Path) -> Path:
     argv += ["--out", str(film), "--frames", "6", "--width", "320", "--height", "240"]
     if cli_main([*argv, "--no-progress"]) != 0:
         raise RuntimeError(f"metarobot {shlex.join(argv)} failed")
-    return film.with_suffix(".png")
+    return out / FRAMES
 
 
 def select_checkpoint(out: Path) -> int | None:
@@ -610,12 +611,11 @@ def selection_note(folder: Path) -> str:
 
 def film_note(folder: Path) -> str:
     """A link to the key frames of the headline checkpoint adapting, if they were filmed."""
-    frames = Path(FILM).with_suffix(".png")
-    if not (folder / frames).is_file():
+    if not (folder / FRAMES).is_file():
         return ""
     return (
         f" [One sampled episode of test task 0 before and after one step](results/"
-        f"{folder.name}/{frames}), iteration {reported_checkpoint(folder)} (key frames; "
+        f"{folder.name}/{FRAMES}), iteration {reported_checkpoint(folder)} (key frames; "
         f"`{Experiment.of(folder).command()} --render` films it)."
     )
 
@@ -803,7 +803,7 @@ def main() -> int:
         "--render",
         action="store_true",
         help="only film the reported checkpoint adapting to test task 0 (key frames as "
-        f"{Path(FILM).with_suffix('.png')})",
+        f"{FRAMES})",
     )
     parser.add_argument("--report", action="store_true", help="only rewrite the report")
     parser.add_argument(
