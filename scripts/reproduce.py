@@ -802,8 +802,7 @@ def main() -> int:
     parser.add_argument(
         "--render",
         action="store_true",
-        help="only film the reported checkpoint adapting to test task 0 (key frames as "
-        f"{FRAMES})",
+        help=f"only film the reported checkpoint adapting to test task 0 (key frames as {FRAMES})",
     )
     parser.add_argument("--report", action="store_true", help="only rewrite the report")
     parser.add_argument(
