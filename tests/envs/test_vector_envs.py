@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 
@@ -54,6 +55,7 @@ def test_sb3_ppo_learns_over_subprocesses_that_draw_train_tasks(family_name):
     vec.reset()
     assert vec.get_attr("task") == seeded_tasks(family_name, range(2))
     model = PPO("MlpPolicy", vec, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.set_logger(Logger(folder=None, output_formats=[]))  # else SB3 leaves a dir in /tmp
     model.learn(256)
     assert model.num_timesteps == 256
     assert all(task.split == "train" for task in vec.get_attr("task"))
