@@ -22,7 +22,7 @@ import importlib.metadata
 import json
 import math
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from metarobot.agent import Adaptation, Agent
+from metarobot.episodes import Episodes
 from metarobot.policies import detach_params, expand_params
 from metarobot.sampling import Sampler
 from metarobot.seeding import derive_seed
@@ -290,11 +291,36 @@ def evaluate_protocol(
             f"need tasks, and one group per task if any; got {len(tasks)} tasks and "
             f"{len(groups)} groups"
         )
+    steps = protocol.adapt_steps
+    returns = np.empty((steps + 1, len(tasks)))
+    success = np.empty((steps + 1, len(tasks)))
+    for rows, step, episodes in adaptation_episodes(agent, sampler, tasks, protocol, seed):
+        returns[step, rows] = episodes.episode_returns().mean(dim=1).cpu().numpy()
+        success[step, rows] = episodes.episode_success().float().mean(dim=1).cpu().numpy()
+    return AdaptationResult(
+        tasks,
+        returns,
+        success,
+        protocol.rollouts,
+        label,
+        groups=tuple(groups),
+        versions=software_versions(),
+        protocol="" if protocol == Protocol(steps, protocol.rollouts) else protocol.describe(),
+        cpu=cpu_model(),
+    )
+
+
+def adaptation_episodes(
+    agent: Agent, sampler: Sampler, tasks: list[Task], protocol: Protocol, seed: int
+) -> Iterator[tuple[slice, int, Episodes]]:
+    """The episodes :func:`evaluate_protocol` measures: ``(tasks' rows, step, episodes)``.
+
+    Scripts that look at more than returns (how episodes end, where the robot goes) read these,
+    so what they report is about the very episodes of ``metarobot evaluate``.
+    """
     meta = detach_params(agent.policy.meta_parameters())
     steps, batch = protocol.adapt_steps, protocol.batch_size or len(tasks)
     final = protocol.final_rollouts or protocol.rollouts
-    returns = np.empty((steps + 1, len(tasks)))
-    success = np.empty((steps + 1, len(tasks)))
     for first in range(0, len(tasks), batch):
         chunk = tasks[first : first + batch]
         adaptation: Adaptation[Any] = Adaptation(expand_params(meta, len(chunk)), None)
@@ -307,22 +333,9 @@ def evaluate_protocol(
                 horizon=protocol.horizon,
                 first_task=first,
             )
-            rows = slice(first, first + len(chunk))
-            returns[step, rows] = episodes.episode_returns().mean(dim=1).cpu().numpy()
-            success[step, rows] = episodes.episode_success().float().mean(dim=1).cpu().numpy()
+            yield slice(first, first + len(chunk)), step, episodes
             if step < steps:
                 adaptation = agent.adapt(episodes, adaptation)
-    return AdaptationResult(
-        tasks,
-        returns,
-        success,
-        protocol.rollouts,
-        label,
-        groups=tuple(groups),
-        versions=software_versions(),
-        protocol="" if protocol == Protocol(steps, protocol.rollouts) else protocol.describe(),
-        cpu=cpu_model(),
-    )
 
 
 def write_results(result: AdaptationResult, out_dir: Path, stem: str = "adaptation") -> list[Path]:

@@ -6,10 +6,8 @@ evaluated checkpoint is committed and loads).
 import csv
 import importlib.util
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -19,23 +17,13 @@ from metarobot.run.build import build
 from metarobot.run.checkpoints import list_checkpoints
 from metarobot.run.config import RunConfig
 from metarobot.run.directory import check_agent_config, load_run
+from tests.scripts import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks/results"
 FOLDERS = sorted(path for path in RESULTS.glob("*-s*") if (path / "config.toml").is_file())
 METAWORLD = importlib.util.find_spec("metaworld") is not None
 
-
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts/reproduce.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-reproduce = _load_script()
+reproduce = load_script("reproduce")
 
 
 def needs_metaworld(family: str) -> pytest.MarkDecorator:
