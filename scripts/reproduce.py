@@ -79,6 +79,11 @@ MAML_LOCOMOTION = {"meta_batch_size": 40, "episodes_per_task": 20, "hidden_sizes
 """Finn et al. 2017, App. A.2: 2 x 100 tanh policy, meta-batch 40, 20 rollouts per task."""
 MAML_ANT_NO_TERMINATION = {**MAML_LOCOMOTION, "env_options": {"terminate_when_unhealthy": False}}
 """The paper's ant setting with episodes that always run to the horizon (PEARL's, ProMP's)."""
+MAML_ANT_V5_REWARD = {
+    **MAML_LOCOMOTION,
+    "env_options": {"healthy_reward": 1.0, "ctrl_cost_weight": 0.5},
+}
+"""The paper's ant setting with Gymnasium Ant-v5's reward weights, which ProMP's ants use too."""
 MAML_METAWORLD = {"meta_batch_size": 20, "episodes_per_task": 10, "hidden_sizes": (100, 100)}
 """Yu et al. 2019 (Meta-World), MAML-TRPO on ML1: meta-batch 20, 10 episodes per task."""
 MAML_STEPS_PER_ITERATION = 2 * 40 * 20 * 200
@@ -180,12 +185,26 @@ SETTINGS: dict[tuple[str, str, str], Setting] = {
         MAML_ANT_NO_TERMINATION,
         note="The paper's ant forward/backward, setting, reward and budget, with AntVel's "
         "stated departure: episodes always run their 200 steps (`terminate_when_unhealthy = "
-        "false`). In progress, resumed across sessions (about 34.5 s per iteration on 2 "
-        "cores, so about 5 h in all). Through iteration 208 nothing is learned yet: the "
-        "train-task return before and after the step stays at 4-5 in every 25-iteration mean "
-        "(metrics.csv), while the policy's weights grow and its action std stays near 1. "
-        "HalfCheetahDir, the same setting on the cheetah, showed its gain from about "
-        "iteration 50 (+1 on the train tasks, growing to +10 by 200 and +40 by 300).",
+        "false`). Paused at iteration 212 of 500 (about 34.5 s per iteration on 2 cores), "
+        "with nothing learned: the train-task return before and after the step stays at 4-5 in "
+        "every 25-iteration mean (metrics.csv), while HalfCheetahDir, the same setting on the "
+        "cheetah, gained +1 on its train tasks by iteration 50 and +10 by 200. The ant ends "
+        "90-93% of its episodes upside down, untrained and at 212 alike, and moves at most "
+        "0.01 m/s along its task's direction "
+        "([posture.md](results/AntFwdBack-maml-no-termination-s0/posture.md)): with the "
+        "paper's weights nothing rewards staying upright, and an ant on its back cannot run. "
+        "The row below changes the weights instead; this run resumes from its checkpoint if "
+        "that one shows the weights are not the obstacle.",
+    ),
+    ("AntFwdBack", "maml", "ant-v5-reward"): Setting(
+        MAML_ANT_V5_REWARD,
+        note="The paper's ant forward/backward, setting, budget and termination rule, with "
+        "one stated departure: the reward weights of Gymnasium's Ant-v5 (survive 1.0 and "
+        "control cost 0.5 per step, where the paper has 0.05 and 0.005), which ProMP's "
+        "forward/backward ant uses too. Under the paper's weights nothing rewards staying "
+        "upright or moving gently: without termination (the row above) the ant ends 90-93% "
+        "of its episodes upside down, untrained and at iteration 212 alike "
+        "([posture.md](results/AntFwdBack-maml-no-termination-s0/posture.md)).",
     ),
     ("HalfCheetahVel", "reptile", ""): Setting(
         MAML_LOCOMOTION,
