@@ -39,11 +39,13 @@ MAX_TRAIL = 250
 
 @dataclass(frozen=True)
 class View:
-    """A camera: a fixed model camera, or a free camera following the robot.
+    """A camera: a fixed model camera, or a free camera following the robot or fixed on a point.
 
     Attributes:
         camera: Name of a fixed camera of the model (e.g. ``"top"``); ``None`` for a free camera
             whose look-at point follows the robot's torso in the ground plane.
+        lookat: A fixed look-at point (world, m) for the free camera instead: an arm does not
+            move away, and what it works on lies away from its base.
         distance: Free camera distance to its look-at point (m).
         elevation: Free camera elevation (degrees, negative looks down).
         azimuth: Free camera azimuth (degrees; 90 looks along +y, so +x runs to the right).
@@ -55,6 +57,7 @@ class View:
     """
 
     camera: str | None = None
+    lookat: tuple[float, float, float] | None = None
     distance: float = 4.0
     elevation: float = -20.0
     azimuth: float = 90.0

@@ -40,6 +40,7 @@ from metaworld.types import Task as MetaWorldTask
 from envs.base import MetaEnv, StepResult
 from envs.manipulation.metaworld_ml1 import METAWORLD_FAMILIES
 from envs.manipulation.metaworld_tasks import REWARD_VERSION, SKILLS, MetaWorldFamily
+from envs.scene import SceneSpec, View
 from metarobot.tasks import Split, Task
 
 _Settings = tuple[bool, tuple[tuple[str, Any], ...]]
@@ -110,6 +111,10 @@ class MetaWorldEnv(MetaEnv):
     """
 
     family: ClassVar[MetaWorldFamily]
+    scene = SceneSpec(View(lookat=(0.0, 0.6, 0.15), distance=1.5, elevation=-35.0, azimuth=-60.0))
+    """Films the table from the front, beside the arm: Meta-World's cameras show the object small
+    (``topview``) or upside down (``corner*``), and a view following the arm's base from behind
+    hides the object behind the arm. The goal is Meta-World's own site."""
     info_keys = (
         # Meta-World's diagnostics, the same for every skill (its evaluate_state), ...
         "success",

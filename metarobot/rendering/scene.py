@@ -112,11 +112,14 @@ class Stage:
 
     def _aim(self, camera: mujoco.MjvCamera, torso: np.ndarray) -> None:
         view = self.scene.view
-        target = torso[:2]
-        goal = goal_of(self.task)
-        if view.frame_goal and goal is not None:
-            target = (target + goal[:2]) / 2
-        camera.lookat[:] = (target[0], target[1], view.lookat_height)
+        if view.lookat is not None:
+            camera.lookat[:] = view.lookat
+        else:
+            target = torso[:2]
+            goal = goal_of(self.task)
+            if view.frame_goal and goal is not None:
+                target = (target + goal[:2]) / 2
+            camera.lookat[:] = (target[0], target[1], view.lookat_height)
         camera.distance = view.distance
         camera.elevation = view.elevation
         camera.azimuth = view.azimuth

@@ -15,6 +15,7 @@ import pytest
 
 import envs
 from envs.manipulation.metaworld_ml1 import METAWORLD_FAMILIES, metaworld_installed
+from metarobot.rendering.scene import Stage
 
 NAMES = ["MetaWorldReach", "MetaWorldPush", "MetaWorldPickPlace"]
 needs_metaworld = pytest.mark.skipif(
@@ -127,3 +128,16 @@ def test_goal_can_be_observed_and_seeds_jitter_the_hand():
     other, _ = env.reset(seed=1)
     np.testing.assert_array_equal(obs, again)
     assert 0 < np.abs(obs[:3] - other[:3]).max() < 0.011
+
+
+@needs_metaworld
+def test_films_show_the_goal_that_meta_worlds_site_marks():
+    task = envs.get_family("MetaWorldPickPlace").sample_tasks(1, "test", seed=1000)[0]
+    stage = Stage("MetaWorldPickPlace", task, 320, 240)
+    try:
+        stage.reset(seed=0)
+        frame = stage.render().astype(int)
+    finally:
+        stage.close()
+    r, g, b = frame[..., 0], frame[..., 1], frame[..., 2]
+    assert ((b > 150) & (b - r > 80) & (b - g > 80)).sum() > 25  # the blue goal sphere

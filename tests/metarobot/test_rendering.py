@@ -13,6 +13,7 @@ import pytest
 import envs
 import metarobot.rendering.headless as headless
 import metarobot.run.training as training
+from envs.scene import View
 from metarobot.rendering.compose import (
     BACKGROUND,
     GridLayout,
@@ -240,6 +241,29 @@ def test_every_family_is_filmed_with_the_robot_in_view(family_name):
         stage.close()
     assert first.shape == (72, 96, 3) and first.std() > 10
     assert not np.array_equal(first, later)
+
+
+def test_a_fixed_lookat_holds_the_free_camera_still_while_the_robot_moves():
+    task = envs.get_family("AntGoal").sample_tasks(1, "test", seed=0)[0]
+    stage = Stage("AntGoal", task, 64, 48)
+    try:
+        camera = stage.env.mujoco_renderer._get_viewer(render_mode="rgb_array").cam
+        stage.reset(seed=0)
+        followed = []
+        for view in [stage.scene.view, View(lookat=(0.5, -0.5, 0.2), distance=3.0)]:
+            stage.scene = dataclasses.replace(stage.scene, view=view)
+            looks = []
+            for _ in range(3):
+                stage.render()
+                looks.append(np.array(camera.lookat))
+                for _ in range(10):
+                    stage.env.step(np.ones(stage.env.action_space.shape))
+            followed.append(looks)
+    finally:
+        stage.close()
+    assert not np.allclose(followed[0][0], followed[0][-1])  # the default view follows the torso
+    for look in followed[1]:
+        np.testing.assert_allclose(look, (0.5, -0.5, 0.2))
 
 
 def test_closing_a_stage_leaves_later_stages_rendering():
