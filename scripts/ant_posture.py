@@ -18,16 +18,15 @@ Writes ``posture.md`` in the run folder.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
+from episode_lengths import run_and_checkpoints, write_report  # a sibling script
 
 from metarobot.cli.evaluate import EVAL_SEED, EVAL_TASKS, PAPER_ROLLOUTS
 from metarobot.episodes import Episodes
 from metarobot.evaluation import Protocol, adaptation_episodes
-from metarobot.run.checkpoints import list_checkpoints
 from metarobot.run.directory import load_run
 
 TORSO_QUATERNION = slice(1, 5)
@@ -78,28 +77,22 @@ def measure(run: Path, checkpoint: int) -> list[dict[str, float]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("run", type=Path, help="a run folder (its config.toml and checkpoints/)")
-    parser.add_argument(
-        "--checkpoints", type=int, nargs="+", help="checkpoints to measure (default: 0, latest)"
-    )
-    args = parser.parse_args()
-    checkpoints = args.checkpoints or [0, max(list_checkpoints(args.run / "checkpoints"))]
+    run, checkpoints = run_and_checkpoints(__doc__)
     columns = ["return", "task term / step", "steps upside down", "episodes ending upside down"]
     lines = [
-        f"# Posture before and after one step: {args.run.name}",
+        f"# Posture before and after one step: {run.name}",
         "",
         f"{EVAL_TASKS} unseen test tasks x {PAPER_ROLLOUTS} episodes, the episodes of steps 0 "
-        f"and 1 of `metarobot evaluate {args.run} --tasks {EVAL_TASKS} --seed {EVAL_SEED} "
+        f"and 1 of `metarobot evaluate {run} --tasks {EVAL_TASKS} --seed {EVAL_SEED} "
         f"--rollouts {PAPER_ROLLOUTS}` (so the returns are its first two columns). Upside down: "
         "the torso's z axis points below the horizon. Written by `python "
-        f"scripts/ant_posture.py {args.run} --checkpoints {' '.join(map(str, checkpoints))}`.",
+        f"scripts/ant_posture.py {run} --checkpoints {' '.join(map(str, checkpoints))}`.",
         "",
         "| checkpoint | adaptation steps | " + " | ".join(columns) + " |",
         "|---:|---:|" + "---:|" * len(columns),
     ]
     for checkpoint in checkpoints:
-        for step, row in enumerate(measure(args.run, checkpoint)):
+        for step, row in enumerate(measure(run, checkpoint)):
             cells = [
                 f"{row['return']:.1f}",
                 f"{row['task term / step']:+.3f}",
@@ -107,10 +100,7 @@ def main() -> int:
                 f"{row['episodes ending upside down']:.0%}",
             ]
             lines.append(f"| {checkpoint} | {step} | " + " | ".join(cells) + " |")
-    out = args.run / "posture.md"
-    out.write_text("\n".join(lines) + "\n")
-    print(out.read_text())
-    return 0
+    return write_report(run / "posture.md", lines)
 
 
 if __name__ == "__main__":

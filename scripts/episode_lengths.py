@@ -66,26 +66,41 @@ def describe(task: Task) -> str:
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+def run_and_checkpoints(doc: str | None) -> tuple[Path, list[int]]:
+    """The command line of a script that measures a run: its folder and checkpoints to measure.
+
+    Shared with ``ant_posture.py``, which imports it from here.
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
     parser.add_argument("run", type=Path, help="a run folder (its config.toml and checkpoints/)")
     parser.add_argument(
         "--checkpoints", type=int, nargs="+", help="checkpoints to measure (default: 0, latest)"
     )
     args = parser.parse_args()
-    checkpoints = args.checkpoints or [0, max(list_checkpoints(args.run / "checkpoints"))]
-    measured = {checkpoint: episode_stats(args.run, checkpoint) for checkpoint in checkpoints}
+    return args.run, args.checkpoints or [0, max(list_checkpoints(args.run / "checkpoints"))]
+
+
+def write_report(path: Path, lines: list[str]) -> int:
+    """Write a measurement's markdown beside the run's files and show it; the exit status."""
+    path.write_text("\n".join(lines) + "\n")
+    print(path.read_text())
+    return 0
+
+
+def main() -> int:
+    run, checkpoints = run_and_checkpoints(__doc__)
+    measured = {checkpoint: episode_stats(run, checkpoint) for checkpoint in checkpoints}
     tasks = measured[checkpoints[0]][0]
     header = "| task | " + " | ".join(
         f"iteration {c}: length | ended early | return | reward / step" for c in checkpoints
     )
     lines = [
-        f"# Episodes before adaptation: {args.run.name}",
+        f"# Episodes before adaptation: {run.name}",
         "",
         f"{len(tasks)} unseen test tasks x {PAPER_ROLLOUTS} episodes, the episodes of step 0 of "
-        f"`metarobot evaluate {args.run} --tasks {EVAL_TASKS} --seed {EVAL_SEED} --rollouts "
+        f"`metarobot evaluate {run} --tasks {EVAL_TASKS} --seed {EVAL_SEED} --rollouts "
         f"{PAPER_ROLLOUTS}`. "
-        f"Written by `python scripts/episode_lengths.py {args.run} --checkpoints "
+        f"Written by `python scripts/episode_lengths.py {run} --checkpoints "
         f"{' '.join(map(str, checkpoints))}`.",
         "",
         header + " |",
@@ -98,10 +113,7 @@ def main() -> int:
             for s in (measured[c][1][i].tolist() for c in checkpoints)
         ]
         lines.append(f"| {describe(tasks[i])} | " + " | ".join(cells) + " |")
-    out = args.run / "episode_lengths.md"
-    out.write_text("\n".join(lines) + "\n")
-    print(out.read_text())
-    return 0
+    return write_report(run / "episode_lengths.md", lines)
 
 
 if __name__ == "__main__":

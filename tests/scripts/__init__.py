@@ -9,7 +9,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_script(name: str) -> ModuleType:
-    """Import ``scripts/<name>.py`` as the module ``name``."""
+    """Import ``scripts/<name>.py`` as the module ``name``.
+
+    ``scripts/`` goes on the path, as ``python scripts/<name>.py`` puts it, for the scripts
+    that import a sibling.
+    """
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.append(str(ROOT / "scripts"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
