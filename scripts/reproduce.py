@@ -176,6 +176,13 @@ SETTINGS: dict[tuple[str, str, str], Setting] = {
         "as they do in PEARL's and ProMP's ant tasks. Under the paper's rule (the row above) "
         "an episode ends early, and on most targets a shorter episode scores better.",
     ),
+    ("AntVel", "maml", "ant-v5-reward-no-termination"): Setting(
+        MAML_ANT_V5_REWARD_NO_TERMINATION,
+        note="The paper's ant goal velocity, setting and budget, with the two departures under "
+        "which AntFwdBack adapts (its section): Gymnasium Ant-v5's reward weights (survive 1.0, "
+        "control cost 0.5) and episodes that always run their 200 steps. In progress, resumed "
+        "across sessions (about 5 h on 2 cores).",
+    ),
     ("AntFwdBack", "maml", ""): Setting(
         MAML_LOCOMOTION,
         note="Finn et al. 2017's ant forward/backward (Sec. 5.3), its setting and budget. As "
