@@ -19,15 +19,17 @@ Writes ``posture.md`` in the run folder.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
-from episode_lengths import run_and_checkpoints, write_report  # a sibling script
+from episode_lengths import (  # a sibling script
+    evaluated_episodes,
+    run_and_checkpoints,
+    write_report,
+)
 
 from metarobot.cli.evaluate import EVAL_SEED, EVAL_TASKS, PAPER_ROLLOUTS
 from metarobot.episodes import Episodes
-from metarobot.evaluation import Protocol, adaptation_episodes
-from metarobot.run.directory import load_run
+from metarobot.run.config import load_config
 
 TORSO_QUATERNION = slice(1, 5)
 """Where an Ant observation holds the torso's orientation (w, x, y, z): Ant-v5's observation
@@ -58,26 +60,11 @@ def posture(episodes: Episodes) -> dict[str, float]:
     }
 
 
-def measure(run: Path, checkpoint: int) -> list[dict[str, float]]:
-    """:func:`posture` of evaluate's episodes of steps 0 and 1 on the run's test tasks."""
-    parts, _ = load_run(run, checkpoint)
-    try:
-        if not parts.family.name.startswith("Ant"):
-            raise SystemExit(f"{run} trains {parts.family.name}: this reads an Ant's torso")
-        tasks = parts.family.sample_tasks(EVAL_TASKS, "test", seed=EVAL_SEED)
-        protocol = Protocol(adapt_steps=1, rollouts=PAPER_ROLLOUTS)
-        return [
-            posture(episodes)
-            for _, _, episodes in adaptation_episodes(
-                parts.agent, parts.sampler, tasks, protocol, EVAL_SEED
-            )
-        ]
-    finally:
-        parts.close()
-
-
 def main() -> int:
     run, checkpoints = run_and_checkpoints(__doc__)
+    family = load_config(run / "config.toml")[0].family
+    if not family.startswith("Ant"):
+        raise SystemExit(f"{run} trains {family}: this reads an Ant's torso")
     columns = ["return", "task term / step", "steps upside down", "episodes ending upside down"]
     lines = [
         f"# Posture before and after one step: {run.name}",
@@ -92,7 +79,8 @@ def main() -> int:
         "|---:|---:|" + "---:|" * len(columns),
     ]
     for checkpoint in checkpoints:
-        for step, row in enumerate(measure(run, checkpoint)):
+        _, episodes = evaluated_episodes(run, checkpoint, adapt_steps=1)
+        for step, row in enumerate(map(posture, episodes)):
             cells = [
                 f"{row['return']:.1f}",
                 f"{row['task term / step']:+.3f}",

@@ -24,22 +24,33 @@ import numpy as np
 import torch
 
 from metarobot.cli.evaluate import EVAL_SEED, EVAL_TASKS, PAPER_ROLLOUTS
-from metarobot.policies import detach_params, expand_params
+from metarobot.episodes import Episodes
+from metarobot.evaluation import Protocol, adaptation_episodes
 from metarobot.run.checkpoints import list_checkpoints
 from metarobot.run.directory import load_run
-from metarobot.seeding import derive_seed
 from metarobot.tasks import Task
+
+
+def evaluated_episodes(
+    run: Path, checkpoint: int, adapt_steps: int
+) -> tuple[list[Task], list[Episodes]]:
+    """The episodes of steps 0..``adapt_steps`` of ``metarobot evaluate`` on the test tasks.
+
+    Shared with ``ant_posture.py``, which imports it from here.
+    """
+    parts, _ = load_run(run, checkpoint)
+    try:
+        tasks = parts.family.sample_tasks(EVAL_TASKS, "test", seed=EVAL_SEED)
+        protocol = Protocol(adapt_steps, PAPER_ROLLOUTS)
+        found = adaptation_episodes(parts.agent, parts.sampler, tasks, protocol, EVAL_SEED)
+        return tasks, [episodes for _, _, episodes in found]
+    finally:
+        parts.close()
 
 
 def episode_stats(run: Path, checkpoint: int) -> tuple[list[Task], torch.Tensor]:
     """Per test task: mean length, share ended early, mean return, mean reward per step."""
-    parts, _ = load_run(run, checkpoint)
-    try:
-        tasks = parts.family.sample_tasks(EVAL_TASKS, "test", seed=EVAL_SEED)
-        meta = expand_params(detach_params(parts.agent.policy.meta_parameters()), len(tasks))
-        episodes = parts.sampler.sample(tasks, meta, PAPER_ROLLOUTS, seed=derive_seed(EVAL_SEED, 0))
-    finally:
-        parts.close()
+    tasks, (episodes,) = evaluated_episodes(run, checkpoint, adapt_steps=0)
     lengths = episodes.episode_lengths()
     returns = episodes.episode_returns()
     stats = torch.stack(
