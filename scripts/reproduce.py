@@ -26,7 +26,7 @@ Usage::
     python scripts/reproduce.py --family HalfCheetahDir --agent maml --render
     python scripts/reproduce.py --report            # only regenerate paper_results.md
     python scripts/reproduce.py --verify            # re-evaluate the committed test.json files
-    python scripts/reproduce.py --verify benchmarks/results/AntVel-maml-s0   # ... of one run
+    python scripts/reproduce.py --verify AntVel-maml-s0   # ... of one run
     .venv-metaworld/bin/python scripts/reproduce.py --verify   # ... and the Meta-World ones
 """
 
@@ -165,7 +165,9 @@ SETTINGS: dict[tuple[str, str, str], Setting] = {
         "than the untrained policy's 36-80 "
         "([episode_lengths.md](results/AntVel-maml-s0/episode_lengths.md)). Its one-step gain "
         "at iteration 500 is not borne out by steps 2 and 3 nor by earlier checkpoints "
-        "(iteration 487: -0.1 ± 1.8; 422: -1.4 ± 2.1), nor by any checkpoint on train-split "
+        "(iteration 487: -0.1 ± 1.8; 422: -1.4 ± 2.1), nor by the same evaluation on another "
+        "CPU (`--verify` on an AMD EPYC: -0.8 ± 3.3 before, -0.5 ± 3.4 after one step, within "
+        "test.json's CIs at every step), nor by any checkpoint on train-split "
         "tasks (below; they are those the run's in-progress commits held). The variant "
         "`no-termination` departs from the paper on this one point.",
     ),
@@ -779,7 +781,8 @@ def within_cis(again: dict[str, Any], saved: dict[str, Any]) -> bool:
 def verify(folders: list[Path]) -> bool:
     """Re-evaluate committed ``test.json`` and step-size sweep files; True if none differs.
 
-    Checks those of ``folders``, or of every result folder if it is empty.
+    Checks those of ``folders`` (paths, or names under ``benchmarks/results``), or of every
+    result folder if it is empty.
 
     Only results recorded with this environment's software versions can be reproduced (Meta-
     World's pin to mujoco 3.3 puts its results in a second environment); the others are listed
@@ -790,6 +793,10 @@ def verify(folders: list[Path]) -> bool:
     """
     ok = True
     installed, cpu = software_versions(), cpu_model()
+    folders = [folder if folder.is_dir() else RESULTS / folder for folder in folders]
+    if unknown := [folder.name for folder in folders if not folder.is_dir()]:
+        known = sorted(path.name for path in RESULTS.iterdir() if path.is_dir())
+        raise ValueError(f"no result folder {unknown}; the committed ones: {known}")
     patterns = [folder / "test*.json" for folder in folders] or [RESULTS / "*" / "test*.json"]
     expected_files = [Path(f) for pattern in patterns for f in sorted(glob.glob(str(pattern)))]
     if not expected_files:

@@ -150,3 +150,8 @@ def test_verify_agrees_within_the_ci_of_a_difference_and_not_beyond():
 def test_matched_iterations_give_mamls_env_step_budget():
     assert reproduce.matched_iterations(1) == 500
     assert reproduce.matched_iterations(3) == 250
+
+
+def test_verify_names_the_committed_folders_when_given_an_unknown_one():
+    with pytest.raises(ValueError, match=r"no result folder \['NoSuchRun-s0'\].*AntVel-maml-s0"):
+        reproduce.verify([Path("NoSuchRun-s0")])
