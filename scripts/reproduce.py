@@ -143,7 +143,12 @@ SETTINGS: dict[tuple[str, str, str], Setting] = {
             "paper's pretrained (Fig. 5)": PAPER_PRETRAINED_CHEETAH_VEL,
         },
         note="Finn et al. 2017, Sec. 5.3 and App. A.2: one inner step (lr 0.1), TRPO (KL 0.01), "
-        "500 iterations. Paper values read off its Fig. 5, so approximate.",
+        "500 iterations. Paper values read off its Fig. 5, so approximate. Before adaptation "
+        "the cheetah runs at about 0.76 m/s whatever its target; one step moves each task's "
+        "speed toward its own target (slow targets to about 0.3 m/s, fast ones above 1.1), the "
+        "mean distance to the target falling from 0.51 to 0.27 m/s, and 0.14 after two steps "
+        "([velocity.md](results/HalfCheetahVel-maml-s0/velocity.md), re-evaluated on an AMD "
+        "EPYC: its returns agree with test.json's within the CIs).",
     ),
     ("HalfCheetahDir", "maml", ""): Setting(
         MAML_LOCOMOTION,
