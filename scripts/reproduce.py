@@ -192,9 +192,10 @@ SETTINGS: dict[tuple[str, str, str], Setting] = {
         "so both of the paper's ant tasks do under these departures: on the train tasks the "
         "step's gain grew from under +3 (10-iteration means, iterations 1-130) to +49 to +60 "
         "(191-248; metrics.csv). Before adaptation the ant runs at about 0.8 m/s whatever its "
-        "target; one step moves each task's speed toward its own target (slow targets to about 0.45 "
-        "m/s, those above 1.5 to about 1.3), the mean distance to the target falling from 0.74 "
-        "to 0.43 m/s, and 0.37 after two steps; it falls short of the fastest targets (2.3 m/s) "
+        "target; one step moves each task's speed toward its own target (slow targets to "
+        "about 0.45 m/s, those above 1.5 to about 1.3), the mean distance to the target falling "
+        "from 0.74 to 0.43 m/s, and 0.37 after two steps; it falls short of the fastest targets "
+        "(2.3 m/s) "
         "([velocity.md](results/AntVel-maml-ant-v5-reward-no-termination-s0/velocity.md)).",
     ),
     ("AntFwdBack", "maml", ""): Setting(
