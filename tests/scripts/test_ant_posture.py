@@ -1,19 +1,15 @@
 """``scripts/ant_posture.py``: it reads an ant's posture right, and its committed tables are
 about the very episodes of the committed evaluations."""
 
-import json
-import re
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from metarobot.episodes import Episodes
-from tests.scripts import ROOT, load_script
+from tests.scripts import ROOT, evaluated_returns, load_script
 
 ant_posture = load_script("ant_posture")
-reproduce = load_script("reproduce")
 TABLES = sorted((ROOT / "benchmarks/results").glob("*/posture.md"))
 
 
@@ -60,12 +56,7 @@ def test_posture_counts_real_steps_and_each_episodes_own_last_step():
 
 @pytest.mark.parametrize("table", TABLES, ids=[path.parent.name for path in TABLES])
 def test_committed_posture_tables_measure_the_committed_evaluations(table):
-    evaluations = {}
-    for path in table.parent.glob("*.json"):
-        result = json.loads(path.read_text())
-        evaluations[reproduce.evaluated_with(result)] = result["summary"]
-    rows = re.findall(r"^\| (\d+) \| (\d) \| (-?[\d.]+) \|", table.read_text(), re.MULTILINE)
+    rows = evaluated_returns(table)
     assert rows
-    for checkpoint, step, value in rows:
-        summary = evaluations[(int(checkpoint), None)]
-        assert float(value) == pytest.approx(summary[int(step)]["return_mean"], abs=0.05)
+    for evaluation, step, value in rows:
+        assert value == pytest.approx(evaluation["summary"][step]["return_mean"], abs=0.05)

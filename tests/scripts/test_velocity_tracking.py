@@ -1,17 +1,15 @@
 """``scripts/velocity_tracking.py``: it averages velocity over real steps only, and its committed
 tables are about the very episodes of the committed evaluations."""
 
-import json
 import re
 
 import pytest
 import torch
 
 from metarobot.episodes import Episodes
-from tests.scripts import ROOT, load_script
+from tests.scripts import ROOT, evaluated_returns, load_script
 
 velocity_tracking = load_script("velocity_tracking")
-reproduce = load_script("reproduce")
 TABLES = sorted((ROOT / "benchmarks/results").glob("*/velocity.md"))
 
 
@@ -36,19 +34,13 @@ def test_mean_velocity_averages_each_tasks_real_steps_over_all_its_episodes():
 @pytest.mark.parametrize("table", TABLES, ids=[path.parent.name for path in TABLES])
 def test_committed_velocity_tables_measure_the_committed_evaluations(table):
     """Bit for bit on the CPU an evaluation names; on another, within that evaluation's CIs."""
-    text = table.read_text()
-    measured_on = re.search(rf"{velocity_tracking.CPU_LINE}(.+?) \(", text)
+    measured_on = re.search(rf"{velocity_tracking.CPU_LINE}(.+?) \(", table.read_text())
     assert measured_on
-    evaluations = {}
-    for path in table.parent.glob("*.json"):
-        result = json.loads(path.read_text())
-        evaluations[reproduce.evaluated_with(result)] = result
-    rows = re.findall(r"^\| (\d+) \| (\d) \| (-?[\d.]+) \|", text, re.MULTILINE)
+    rows = evaluated_returns(table)
     assert rows
-    for checkpoint, step, value in rows:
-        evaluation = evaluations[(int(checkpoint), None)]
-        summary = evaluation["summary"][int(step)]
+    for evaluation, step, value in rows:
+        summary = evaluation["summary"][step]
         if evaluation.get("cpu") == measured_on[1]:
-            assert float(value) == pytest.approx(summary["return_mean"], abs=0.05)
+            assert value == pytest.approx(summary["return_mean"], abs=0.05)
         else:
-            assert abs(float(value) - summary["return_mean"]) <= summary["return_ci95"]
+            assert abs(value - summary["return_mean"]) <= summary["return_ci95"]
